@@ -1,0 +1,409 @@
+#include "queues/internal/shm_ring.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "errors/errors.h"
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#include <sanitizer/tsan_interface.h>
+#define MP_TSAN 1
+#endif
+#endif
+
+namespace multiprocessing::queues::internal {
+
+namespace {
+constexpr uint64_t kMagic = 0x6d702d72696e6701;  // "mp-ring" v1
+constexpr size_t kFrameHeader = sizeof(uint64_t);
+// Small frames are published in groups of at least this many bytes, or at the
+// end of a batch, so the consumer's cache line for `tail` bounces once per
+// group rather than once per frame.
+constexpr uint64_t kPublishEvery = 64 * 1024;
+
+timespec ToTimespec(std::chrono::steady_clock::time_point t) {
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch())
+          .count();
+  if (ns < 0) ns = 0;
+  return timespec{static_cast<time_t>(ns / 1000000000),
+                  static_cast<long>(ns % 1000000000)};
+}
+
+uint32_t* Word(std::atomic<uint32_t>* a) {
+  return reinterpret_cast<uint32_t*>(a);
+}
+
+}  // namespace
+
+struct RingHeader {
+  uint64_t magic;
+  uint64_t capacity;
+
+  // Producers' side. `tail` counts bytes published since creation.
+  alignas(64) pthread_mutex_t write_lock;
+  std::atomic<uint64_t> tail;
+  std::atomic<uint32_t> data_seq;
+  std::atomic<uint32_t> data_waiters;
+  uint64_t write_partial;  // bytes of a streamed frame not yet written; under
+                           // write_lock
+
+  // Consumers' side. `head` counts bytes consumed since creation.
+  alignas(64) pthread_mutex_t read_lock;
+  std::atomic<uint64_t> head;
+  std::atomic<uint32_t> space_seq;
+  std::atomic<uint32_t> space_waiters;
+  uint64_t
+      read_partial;  // bytes of a streamed frame not yet read; under read_lock
+};
+
+bool FutexWait(const uint32_t* word, uint32_t expected, Deadline deadline) {
+  timespec ts;
+  if (deadline) ts = ToTimespec(*deadline);
+  long rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected,
+                    deadline ? &ts : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
+  return !(rc == -1 && errno == ETIMEDOUT);
+}
+
+void FutexWakeAll(const uint32_t* word) {
+  syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+namespace {
+
+void InitRobustMutex(pthread_mutex_t* m) {
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(m, &attr);
+  pthread_mutexattr_destroy(&attr);
+}
+
+enum class Locked { kOk, kOwnerDied, kTimeout };
+
+Locked LockRobust(pthread_mutex_t* m, Deadline deadline) {
+  int rc;
+  if (deadline) {
+    // pthread_mutex_timedlock takes CLOCK_REALTIME; ThreadSanitizer does not
+    // know pthread_mutex_clocklock, which would take the monotonic deadline
+    // directly.
+    auto left = *deadline - std::chrono::steady_clock::now();
+    auto wall =
+        std::chrono::system_clock::now() +
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::max(left, std::chrono::steady_clock::duration::zero()));
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  wall.time_since_epoch())
+                  .count();
+    timespec ts{static_cast<time_t>(ns / 1000000000),
+                static_cast<long>(ns % 1000000000)};
+    rc = pthread_mutex_timedlock(m, &ts);
+  } else {
+    rc = pthread_mutex_lock(m);
+  }
+  if (rc == 0) return Locked::kOk;
+  if (rc == ETIMEDOUT) return Locked::kTimeout;
+  if (rc == EOWNERDEAD) {
+#if MP_TSAN
+    // ThreadSanitizer's pthread_mutex_timedlock does not record a lock taken
+    // with EOWNERDEAD.
+    if (deadline) {
+      __tsan_mutex_pre_lock(m, 0);
+      __tsan_mutex_post_lock(m, 0, 0);
+    }
+#endif
+    pthread_mutex_consistent(m);
+    return Locked::kOwnerDied;
+  }
+  RaiseOSError("pthread_mutex_lock on a queue", rc);
+}
+
+// Waits on `seq` after registering in `waiters`, unless `ready` already holds
+// (see Wake).
+template <class Ready>
+bool WaitUntil(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters,
+               Ready ready, Deadline deadline) {
+  while (!ready()) {
+    waiters->fetch_add(1);
+    uint32_t seen = seq->load();
+    bool ok = true;
+    if (!ready()) ok = FutexWait(Word(seq), seen, deadline);
+    waiters->fetch_sub(1);
+    if (!ok) return ready();
+  }
+  return true;
+}
+
+// Called after the state change. The fence orders the state change before the
+// read of `waiters`, so either the waiter registered first and is woken, or it
+// will see the new state before sleeping; the shared `seq` word is only touched
+// when somebody sleeps.
+void Wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (waiters->load(std::memory_order_relaxed) != 0) {
+    seq->fetch_add(1);
+    FutexWakeAll(Word(seq));
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<ShmRing> ShmRing::Create(size_t capacity) {
+  capacity = std::bit_ceil(std::max<size_t>(capacity, 4096));
+  int fd = memfd_create("mp-queue", MFD_CLOEXEC);
+  if (fd < 0) RaiseOSError("memfd_create", errno);
+  const size_t size = sizeof(RingHeader) + capacity;
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    close(fd);
+    RaiseOSError("ftruncate", err);
+  }
+  void* mapping =
+      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (mapping == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    RaiseOSError("mmap", err);
+  }
+  auto* header = new (mapping) RingHeader();
+  header->capacity = capacity;
+  InitRobustMutex(&header->write_lock);
+  InitRobustMutex(&header->read_lock);
+  std::atomic_thread_fence(std::memory_order_release);
+  header->magic = kMagic;
+  return std::shared_ptr<ShmRing>(new ShmRing(fd, mapping, size));
+}
+
+std::shared_ptr<ShmRing> ShmRing::Attach(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 ||
+      static_cast<size_t>(st.st_size) < sizeof(RingHeader) + 4096) {
+    close(fd);
+    throw ValueError(
+        absl::StrCat("fd ", fd, " does not hold a queue's buffer"));
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* mapping =
+      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (mapping == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    RaiseOSError("mmap", err);
+  }
+  auto* header = static_cast<RingHeader*>(mapping);
+  if (header->magic != kMagic ||
+      header->capacity + sizeof(RingHeader) != size) {
+    munmap(mapping, size);
+    close(fd);
+    throw ValueError(
+        absl::StrCat("fd ", fd, " does not hold a queue's buffer"));
+  }
+  return std::shared_ptr<ShmRing>(new ShmRing(fd, mapping, size));
+}
+
+ShmRing::ShmRing(int fd, void* mapping, size_t mapping_size)
+    : fd_(fd),
+      mapping_(mapping),
+      mapping_size_(mapping_size),
+      header_(static_cast<RingHeader*>(mapping)),
+      data_(static_cast<char*>(mapping) + sizeof(RingHeader)),
+      capacity_(header_->capacity) {}
+
+ShmRing::~ShmRing() {
+  munmap(mapping_, mapping_size_);
+  close(fd_);
+}
+
+void ShmRing::CopyIn(uint64_t position, const char* data, size_t size) {
+  size_t offset = position & (capacity_ - 1);
+  size_t first = std::min(size, capacity_ - offset);
+  std::memcpy(data_ + offset, data, first);
+  std::memcpy(data_, data + first, size - first);
+}
+
+void ShmRing::CopyOut(uint64_t position, char* data, size_t size) const {
+  size_t offset = position & (capacity_ - 1);
+  size_t first = std::min(size, capacity_ - offset);
+  std::memcpy(data, data_ + offset, first);
+  std::memcpy(data + first, data_, size - first);
+}
+
+bool ShmRing::WaitForData(uint64_t head, uint64_t needed,
+                          Deadline deadline) const {
+  auto* h = header_;
+  return WaitUntil(
+      &h->data_seq, &h->data_waiters,
+      [&] { return h->tail.load(std::memory_order_acquire) - head >= needed; },
+      deadline);
+}
+
+bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
+  auto* h = header_;
+  return WaitUntil(
+      &h->space_seq, &h->space_waiters,
+      [&] {
+        return capacity_ - (tail - h->head.load(std::memory_order_acquire)) >=
+               needed;
+      },
+      deadline);
+}
+
+void ShmRing::Publish(uint64_t tail) {
+  header_->tail.store(tail, std::memory_order_release);
+  Wake(&header_->data_seq, &header_->data_waiters);
+}
+
+size_t ShmRing::Write(std::span<const std::string> frames, Deadline deadline) {
+  return WriteFrames(frames, deadline);
+}
+
+size_t ShmRing::Write(std::span<const std::string_view> frames,
+                      Deadline deadline) {
+  return WriteFrames(frames, deadline);
+}
+
+template <class Frame>
+size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
+  RingHeader* h = header_;
+  Locked locked = LockRobust(&h->write_lock, deadline);
+  if (locked == Locked::kTimeout) return 0;
+  uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  if (locked == Locked::kOwnerDied && h->write_partial > 0) {
+    // A producer died while streaming a large frame: complete it with zero
+    // bytes, which the consumer will fail to unpickle, so that the frames after
+    // it stay readable.
+    static const char kZeros[4096] = {};
+    while (h->write_partial > 0) {
+      size_t n = std::min<uint64_t>(h->write_partial, sizeof(kZeros));
+      WaitForSpace(tail, n, std::nullopt);
+      CopyIn(tail, kZeros, n);
+      tail += n;
+      h->write_partial -= n;
+      Publish(tail);
+    }
+  }
+  uint64_t published = tail;
+  size_t written = 0;
+  for (const auto& frame : frames) {
+    const uint64_t size = frame.size();
+    char length[kFrameHeader];
+    std::memcpy(length, &size, kFrameHeader);
+    if (kFrameHeader + size <= capacity_) {
+      if (capacity_ - (tail - h->head.load(std::memory_order_acquire)) <
+          kFrameHeader + size) {
+        // Full: let the consumers see what is written before waiting for them
+        // to make room.
+        if (tail != published) Publish(published = tail);
+        WaitForSpace(tail, kFrameHeader + size, std::nullopt);
+      }
+      CopyIn(tail, length, kFrameHeader);
+      CopyIn(tail + kFrameHeader, frame.data(), size);
+      tail += kFrameHeader + size;
+      if (tail - published >= kPublishEvery) Publish(published = tail);
+    } else {
+      // Larger than the ring: stream it through in pieces as the consumer frees
+      // space.
+      if (tail != published) Publish(published = tail);
+      WaitForSpace(tail, kFrameHeader, std::nullopt);
+      CopyIn(tail, length, kFrameHeader);
+      h->write_partial = size;
+      Publish(published = tail += kFrameHeader);
+      const char* p = frame.data();
+      while (h->write_partial > 0) {
+        uint64_t chunk = std::min<uint64_t>(h->write_partial, capacity_ / 4);
+        WaitForSpace(tail, chunk, std::nullopt);
+        CopyIn(tail, p, chunk);
+        p += chunk;
+        h->write_partial -= chunk;
+        Publish(published = tail += chunk);
+      }
+    }
+    ++written;
+  }
+  if (tail != published) Publish(tail);
+  pthread_mutex_unlock(&h->write_lock);
+  return written;
+}
+
+bool ShmRing::Read(std::string* out, Deadline deadline) {
+  RingHeader* h = header_;
+  Locked locked = LockRobust(&h->read_lock, deadline);
+  if (locked == Locked::kTimeout) return false;
+  uint64_t head = h->head.load(std::memory_order_relaxed);
+  auto commit = [&](uint64_t new_head) {
+    head = new_head;
+    h->head.store(head, std::memory_order_release);
+    Wake(&h->space_seq, &h->space_waiters);
+  };
+  if (locked == Locked::kOwnerDied && h->read_partial > 0) {
+    // A consumer died while streaming a large frame out: that frame is lost;
+    // skip the rest of it.
+    while (h->read_partial > 0) {
+      WaitForData(head, 1, std::nullopt);
+      uint64_t avail = h->tail.load(std::memory_order_acquire) - head;
+      uint64_t n = std::min(avail, h->read_partial);
+      h->read_partial -= n;
+      commit(head + n);
+    }
+  }
+  if (!WaitForData(head, kFrameHeader, deadline)) {
+    pthread_mutex_unlock(&h->read_lock);
+    return false;
+  }
+  uint64_t size;
+  CopyOut(head, reinterpret_cast<char*>(&size), kFrameHeader);
+  if (kFrameHeader + size <= capacity_) {
+    // Small frames are published whole, so the whole frame is here.
+    out->resize(size);
+    CopyOut(head + kFrameHeader, out->data(), size);
+    commit(head + kFrameHeader + size);
+  } else {
+    out->resize(size);
+    commit(head + kFrameHeader);
+    h->read_partial = size;
+    char* p = out->data();
+    while (h->read_partial > 0) {
+      WaitForData(head, 1, std::nullopt);
+      uint64_t avail = h->tail.load(std::memory_order_acquire) - head;
+      uint64_t n = std::min(avail, h->read_partial);
+      CopyOut(head, p, n);
+      p += n;
+      h->read_partial -= n;
+      commit(head + n);
+    }
+  }
+  pthread_mutex_unlock(&h->read_lock);
+  return true;
+}
+
+bool ShmRing::Empty() const {
+  return header_->tail.load(std::memory_order_acquire) ==
+         header_->head.load(std::memory_order_acquire);
+}
+
+bool ShmRing::Poll(Deadline deadline) {
+  RingHeader* h = header_;
+  return WaitUntil(
+      &h->data_seq, &h->data_waiters,
+      [&] {
+        return h->tail.load(std::memory_order_acquire) !=
+               h->head.load(std::memory_order_acquire);
+      },
+      deadline);
+}
+
+}  // namespace multiprocessing::queues::internal

@@ -1,0 +1,95 @@
+// A multi-producer, multi-consumer byte ring in shared memory that carries
+// length-prefixed frames between processes. It is the transport under
+// queues::Queue: producers write batches of frames, a consumer reads one frame
+// at a time.
+//
+// Why not a pipe, as CPython uses: a ring in shared memory moves a frame with
+// one memcpy on each side and no system call unless somebody sleeps, and a
+// consumer killed in the middle of a read cannot wedge the others (the locks
+// are robust mutexes, and the read position is committed only after a whole
+// frame has been copied out, so the frame stays for the next consumer).
+//
+// The memory is a memfd: forked children inherit the mapping, other processes
+// map the fd they receive.
+#ifndef MULTIPROCESSING_QUEUES_INTERNAL_SHM_RING_H_
+#define MULTIPROCESSING_QUEUES_INTERNAL_SHM_RING_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace multiprocessing::queues::internal {
+
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+struct RingHeader;
+
+class ShmRing {
+ public:
+  // The default data capacity; frames larger than this stream through in
+  // pieces.
+  static constexpr size_t kDefaultCapacity = size_t{1} << 20;
+
+  // A new ring with `capacity` bytes of data (rounded up to a power of two) in
+  // a fresh memfd.
+  static std::shared_ptr<ShmRing> Create(size_t capacity = kDefaultCapacity);
+  // Maps the ring behind `fd` (a dup of another process's fd()); takes
+  // ownership of `fd`. Throws ValueError if `fd` does not hold a ring.
+  static std::shared_ptr<ShmRing> Attach(int fd);
+
+  ~ShmRing();
+  ShmRing(const ShmRing&) = delete;
+  ShmRing& operator=(const ShmRing&) = delete;
+
+  int fd() const { return fd_; }
+  size_t capacity() const { return capacity_; }
+
+  // Appends `frames` in order, holding the producers' lock for the whole batch
+  // so that frames of one producer are never interleaved with another's. Blocks
+  // while the ring is full. Returns how many frames were written before
+  // `deadline` (all of them with no deadline).
+  size_t Write(std::span<const std::string> frames,
+               Deadline deadline = std::nullopt);
+  size_t Write(std::span<const std::string_view> frames,
+               Deadline deadline = std::nullopt);
+
+  // Takes the next frame into `*out`. Returns false if `deadline` passed first.
+  bool Read(std::string* out, Deadline deadline = std::nullopt);
+
+  // True if no whole frame is waiting (a frame being written does not count).
+  bool Empty() const;
+  // Whether some consumer could read now, waiting until `deadline` for one to
+  // arrive.
+  bool Poll(Deadline deadline);
+
+ private:
+  ShmRing(int fd, void* mapping, size_t mapping_size);
+  template <class Frame>
+  size_t WriteFrames(std::span<const Frame> frames, Deadline deadline);
+  bool WaitForData(uint64_t head, uint64_t needed, Deadline deadline) const;
+  bool WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline);
+  void CopyIn(uint64_t position, const char* data, size_t size);
+  void CopyOut(uint64_t position, char* data, size_t size) const;
+  void Publish(uint64_t tail);
+
+  int fd_;
+  void* mapping_;
+  size_t mapping_size_;
+  RingHeader* header_;
+  char* data_;
+  size_t capacity_;
+};
+
+// Waits on and wakes a 32-bit word in shared memory (futex). Returns false on
+// timeout.
+bool FutexWait(const uint32_t* word, uint32_t expected, Deadline deadline);
+void FutexWakeAll(const uint32_t* word);
+
+}  // namespace multiprocessing::queues::internal
+
+#endif  // MULTIPROCESSING_QUEUES_INTERNAL_SHM_RING_H_

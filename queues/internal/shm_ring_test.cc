@@ -1,0 +1,203 @@
+#include "queues/internal/shm_ring.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace multiprocessing::queues::internal {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+Deadline In(std::chrono::steady_clock::duration d) {
+  return std::chrono::steady_clock::now() + d;
+}
+
+// Forks a child that runs `body` and exits 0 (1 if it throws); an alarm kills
+// it if it hangs.
+template <class Body>
+pid_t ForkChild(Body body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(60);
+    int code = 0;
+    try {
+      body();
+    } catch (...) {
+      code = 1;
+    }
+    _exit(code);
+  }
+  return pid;
+}
+
+int WaitExit(pid_t pid) {
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+TEST(ShmRingTest, FramesRoundTripInOrder) {
+  auto ring = ShmRing::Create(4096);
+  EXPECT_EQ(ring->capacity(), 4096u);
+  EXPECT_TRUE(ring->Empty());
+  std::vector<std::string> frames = {"", "a", std::string(1000, 'x'), "tail"};
+  EXPECT_EQ(ring->Write(frames), frames.size());
+  EXPECT_FALSE(ring->Empty());
+  for (const auto& want : frames) {
+    std::string got;
+    ASSERT_TRUE(ring->Read(&got, In(seconds(5))));
+    EXPECT_EQ(got, want);
+  }
+  EXPECT_TRUE(ring->Empty());
+  std::string got;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(ring->Read(&got, In(milliseconds(50))));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(50));
+  EXPECT_FALSE(ring->Poll(In(milliseconds(10))));
+}
+
+TEST(ShmRingTest, ProducerProcessToConsumer) {
+  auto ring = ShmRing::Create(
+      8192);  // small, so the producer wraps and waits for space often
+  constexpr int kItems = 100000;
+  pid_t child = ForkChild([&] {
+    std::vector<std::string> batch;
+    for (int i = 0; i < kItems; ++i) {
+      batch.push_back(absl::StrCat(i, ":", std::string(i % 300, 'p')));
+      if (batch.size() == 37) {
+        ring->Write(batch);
+        batch.clear();
+      }
+    }
+    ring->Write(batch);
+  });
+  std::string got;
+  for (int i = 0; i < kItems; ++i) {
+    ASSERT_TRUE(ring->Read(&got, In(seconds(30))));
+    ASSERT_EQ(got, absl::StrCat(i, ":", std::string(i % 300, 'p')));
+  }
+  EXPECT_EQ(WaitExit(child), 0);
+}
+
+TEST(ShmRingTest, FramesLargerThanTheRingStream) {
+  auto ring = ShmRing::Create(4096);
+  std::string big(1 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  pid_t child = ForkChild([&] {
+    std::vector<std::string> frames = {"before", big, "after"};
+    ring->Write(frames);
+  });
+  std::string got;
+  ASSERT_TRUE(ring->Read(&got, In(seconds(30))));
+  EXPECT_EQ(got, "before");
+  ASSERT_TRUE(ring->Read(&got, In(seconds(30))));
+  EXPECT_TRUE(got == big);
+  ASSERT_TRUE(ring->Read(&got, In(seconds(30))));
+  EXPECT_EQ(got, "after");
+  EXPECT_EQ(WaitExit(child), 0);
+}
+
+TEST(ShmRingTest, ManyProducersManyConsumersEachFrameOnce) {
+  auto ring = ShmRing::Create(16384);
+  constexpr int kProducers = 3, kConsumers = 3, kItems = 20000;
+  // Consumers report what they read through a second ring.
+  auto results = ShmRing::Create(
+      8 << 20);  // holds every result: nobody reads it until producers finish
+  std::vector<pid_t> pids;
+  for (int p = 0; p < kProducers; ++p) {
+    pids.push_back(ForkChild([&, p] {
+      for (int i = 0; i < kItems; ++i) {
+        std::string frame = absl::StrCat(p, " ", i);
+        ring->Write(std::span<const std::string>(&frame, 1));
+      }
+    }));
+  }
+  for (int c = 0; c < kConsumers; ++c) {
+    pids.push_back(ForkChild([&] {
+      std::string frame;
+      std::vector<std::string> seen;
+      while (ring->Read(&frame, In(seconds(30))) && frame != "STOP") {
+        seen.push_back(frame);
+        if (seen.size() == 256) {
+          results->Write(seen);
+          seen.clear();
+        }
+      }
+      seen.push_back("DONE");
+      results->Write(seen);
+    }));
+  }
+  for (int p = 0; p < kProducers; ++p) EXPECT_EQ(WaitExit(pids[p]), 0);
+  std::vector<std::string> stops(kConsumers, "STOP");
+  ring->Write(stops);
+  std::vector<int> counts(kProducers, 0);
+  int done = 0;
+  std::string frame;
+  // Frames of one producer reach one consumer in order; across consumers, only
+  // counts are checked.
+  while (done < kConsumers) {
+    ASSERT_TRUE(results->Read(&frame, In(seconds(60))));
+    if (frame == "DONE") {
+      ++done;
+      continue;
+    }
+    int p, i;
+    ASSERT_EQ(sscanf(frame.c_str(), "%d %d", &p, &i), 2);
+    ASSERT_GE(p, 0);
+    ASSERT_LT(p, kProducers);
+    ++counts[p];
+  }
+  for (int count : counts) EXPECT_EQ(count, kItems);
+  for (int c = 0; c < kConsumers; ++c)
+    EXPECT_EQ(WaitExit(pids[kProducers + c]), 0);
+}
+
+TEST(ShmRingTest, ConsumerKilledWhileWaitingDoesNotWedgeOthers) {
+  auto ring = ShmRing::Create(4096);
+  // The child blocks in Read holding the consumers' lock; it is killed there.
+  auto ready = ShmRing::Create(4096);
+  pid_t child = ForkChild([&] {
+    std::string s = "waiting";
+    ready->Write(std::span<const std::string>(&s, 1));
+    std::string got;
+    ring->Read(&got);
+  });
+  std::string got;
+  ASSERT_TRUE(ready->Read(&got, In(seconds(10))));
+  // Wait until the child sleeps inside Read (it holds the lock): our timed read
+  // must time out.
+  EXPECT_FALSE(ring->Read(&got, In(milliseconds(100))));
+  kill(child, SIGKILL);
+  EXPECT_EQ(WaitExit(child), -SIGKILL);
+  std::vector<std::string> frames = {"survives"};
+  ring->Write(frames);
+  ASSERT_TRUE(ring->Read(&got, In(seconds(10))));
+  EXPECT_EQ(got, "survives");
+}
+
+TEST(ShmRingTest, AttachMapsTheSameRing) {
+  auto ring = ShmRing::Create(4096);
+  auto other = ShmRing::Attach(dup(ring->fd()));
+  std::vector<std::string> frames = {"shared"};
+  ring->Write(frames);
+  std::string got;
+  ASSERT_TRUE(other->Read(&got, In(seconds(5))));
+  EXPECT_EQ(got, "shared");
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  close(fds[1]);
+  EXPECT_ANY_THROW(ShmRing::Attach(fds[0]));
+}
+
+}  // namespace
+}  // namespace multiprocessing::queues::internal
