@@ -49,6 +49,13 @@ uint32_t* Word(std::atomic<uint32_t>* a) {
 
 }  // namespace
 
+// A count that processes can wait on (see WaitUntil and Wake).
+struct SharedCounter {
+  std::atomic<int64_t> value;
+  std::atomic<uint32_t> seq;
+  std::atomic<uint32_t> waiters;
+};
+
 struct RingHeader {
   uint64_t magic;
   uint64_t capacity;
@@ -58,16 +65,19 @@ struct RingHeader {
   std::atomic<uint64_t> tail;
   std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> data_waiters;
-  uint64_t write_partial;  // bytes of a streamed frame not yet written; under
-                           // write_lock
+  // Bytes of a streamed frame not yet written; under write_lock.
+  uint64_t write_partial;
 
   // Consumers' side. `head` counts bytes consumed since creation.
   alignas(64) pthread_mutex_t read_lock;
   std::atomic<uint64_t> head;
   std::atomic<uint32_t> space_seq;
   std::atomic<uint32_t> space_waiters;
-  uint64_t
-      read_partial;  // bytes of a streamed frame not yet read; under read_lock
+  // Bytes of a streamed frame not yet read; under read_lock.
+  uint64_t read_partial;
+
+  alignas(64) SharedCounter slots;
+  alignas(64) SharedCounter unfinished;
 };
 
 bool FutexWait(const uint32_t* word, uint32_t expected, Deadline deadline) {
@@ -393,6 +403,52 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
 bool ShmRing::Empty() const {
   return header_->tail.load(std::memory_order_acquire) ==
          header_->head.load(std::memory_order_acquire);
+}
+
+bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
+  SharedCounter& c = header_->slots;
+  if (maxsize <= 0) {
+    c.value.fetch_add(1);
+    return true;
+  }
+  while (true) {
+    int64_t v = c.value.load();
+    if (v < maxsize) {
+      if (c.value.compare_exchange_weak(v, v + 1)) return true;
+      continue;
+    }
+    if (!WaitUntil(
+            &c.seq, &c.waiters, [&] { return c.value.load() < maxsize; },
+            deadline)) {
+      return false;
+    }
+  }
+}
+
+void ShmRing::ReleaseSlot() {
+  SharedCounter& c = header_->slots;
+  c.value.fetch_sub(1);
+  Wake(&c.seq, &c.waiters);
+}
+
+int64_t ShmRing::slots() const { return header_->slots.value.load(); }
+
+void ShmRing::AddUnfinished() { header_->unfinished.value.fetch_add(1); }
+
+bool ShmRing::TaskDone() {
+  SharedCounter& c = header_->unfinished;
+  int64_t v = c.value.load();
+  do {
+    if (v <= 0) return false;
+  } while (!c.value.compare_exchange_weak(v, v - 1));
+  if (v == 1) Wake(&c.seq, &c.waiters);
+  return true;
+}
+
+bool ShmRing::WaitNoUnfinished(Deadline deadline) {
+  SharedCounter& c = header_->unfinished;
+  return WaitUntil(
+      &c.seq, &c.waiters, [&] { return c.value.load() == 0; }, deadline);
 }
 
 bool ShmRing::Poll(Deadline deadline) {

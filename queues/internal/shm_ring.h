@@ -63,6 +63,18 @@ class ShmRing {
 
   // True if no whole frame is waiting (a frame being written does not count).
   bool Empty() const;
+
+  // Queue's item count, shared by every process: put takes a slot (waiting
+  // while `maxsize` are taken, if `maxsize` > 0; false on timeout), get gives
+  // it back.
+  bool AcquireSlot(int64_t maxsize, Deadline deadline);
+  void ReleaseSlot();
+  int64_t slots() const;
+  // JoinableQueue's unfinished tasks: TaskDone returns false if there were
+  // none.
+  void AddUnfinished();
+  bool TaskDone();
+  bool WaitNoUnfinished(Deadline deadline);
   // Whether some consumer could read now, waiting until `deadline` for one to
   // arrive.
   bool Poll(Deadline deadline);

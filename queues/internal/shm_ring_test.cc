@@ -185,6 +185,37 @@ TEST(ShmRingTest, ConsumerKilledWhileWaitingDoesNotWedgeOthers) {
   EXPECT_EQ(got, "survives");
 }
 
+TEST(ShmRingTest, SlotsBlockAtMaxsizeAcrossProcesses) {
+  auto ring = ShmRing::Create(4096);
+  EXPECT_TRUE(ring->AcquireSlot(2, In(seconds(1))));
+  EXPECT_TRUE(ring->AcquireSlot(2, In(seconds(1))));
+  EXPECT_EQ(ring->slots(), 2);
+  EXPECT_FALSE(ring->AcquireSlot(2, In(milliseconds(30))));
+  pid_t child = ForkChild([&] {
+    if (!ring->AcquireSlot(2, In(seconds(30)))) throw 1;
+  });
+  ring->ReleaseSlot();
+  EXPECT_EQ(WaitExit(child), 0);
+  EXPECT_EQ(ring->slots(), 2);
+  EXPECT_TRUE(ring->AcquireSlot(0, std::nullopt));  // unbounded: only counts
+  EXPECT_EQ(ring->slots(), 3);
+}
+
+TEST(ShmRingTest, UnfinishedTasksJoinAcrossProcesses) {
+  auto ring = ShmRing::Create(4096);
+  EXPECT_FALSE(ring->TaskDone());
+  EXPECT_TRUE(ring->WaitNoUnfinished(In(milliseconds(1))));
+  ring->AddUnfinished();
+  ring->AddUnfinished();
+  EXPECT_FALSE(ring->WaitNoUnfinished(In(milliseconds(30))));
+  pid_t child = ForkChild([&] {
+    if (!ring->TaskDone() || !ring->TaskDone()) throw 1;
+  });
+  EXPECT_TRUE(ring->WaitNoUnfinished(In(seconds(30))));
+  EXPECT_EQ(WaitExit(child), 0);
+  EXPECT_FALSE(ring->TaskDone());
+}
+
 TEST(ShmRingTest, AttachMapsTheSameRing) {
   auto ring = ShmRing::Create(4096);
   auto other = ShmRing::Attach(dup(ring->fd()));
