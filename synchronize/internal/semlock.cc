@@ -1,0 +1,272 @@
+#include "synchronize/internal/semlock.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <mutex>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "errors/errors.h"
+#include "synchronize/internal/futex.h"
+#include "synchronize/internal/resource_tracker.h"
+
+namespace multiprocessing::internal {
+
+__thread uint64_t t_thread_token = 0;
+
+namespace {
+
+std::atomic<uint64_t> g_next_token{1};
+
+// In a forked child the forking thread starts over with a fresh token, so
+// nothing recorded before the fork is "mine" (other threads do not exist
+// there).
+void ResetTokenInChild() { t_thread_token = 0; }
+
+std::once_flag g_atfork_once;
+
+// Every SemLock open in this process, by name, so that a name loaded twice
+// yields one object.
+struct Registry {
+  std::mutex mutex;
+  absl::flat_hash_map<std::string, std::weak_ptr<SemLock>> by_name;
+};
+Registry& GetRegistry() {
+  static Registry* registry = new Registry;
+  return *registry;
+}
+
+std::string RandomName() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789_";
+  unsigned char bytes[12];
+  if (getrandom(bytes, sizeof bytes, 0) != sizeof bytes) {
+    uint64_t seed = static_cast<uint64_t>(getpid()) * 0x9E3779B97F4A7C15ULL ^
+                    static_cast<uint64_t>(clock());
+    for (unsigned char& b : bytes) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      b = static_cast<unsigned char>(seed >> 56);
+    }
+  }
+  std::string name = "/mp-";
+  for (unsigned char b : bytes) name += kAlphabet[b % (sizeof kAlphabet - 1)];
+  return name;
+}
+
+bool IsMainThread() { return syscall(SYS_gettid) == getpid(); }
+
+}  // namespace
+
+uint64_t NewThreadToken() {
+  std::call_once(g_atfork_once,
+                 [] { pthread_atfork(nullptr, nullptr, &ResetTokenInChild); });
+  t_thread_token = g_next_token.fetch_add(1, std::memory_order_relaxed);
+  return t_thread_token;
+}
+
+// The process name comes from the process library when it is linked in.
+std::string (*g_process_name_provider)() = nullptr;
+
+std::string OwnerName() {
+  std::string name =
+      g_process_name_provider ? g_process_name_provider() : "MainProcess";
+  if (!IsMainThread()) {
+    char thread_name[32] = {};
+    pthread_getname_np(pthread_self(), thread_name, sizeof thread_name);
+    name += "|";
+    name += thread_name[0] ? thread_name
+                           : std::to_string(syscall(SYS_gettid)).c_str();
+  }
+  return name;
+}
+
+SemLock::SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue,
+                 bool creator)
+    : sem_(sem),
+      name_(std::move(name)),
+      kind_(kind),
+      maxvalue_(maxvalue),
+      creator_pid_(creator ? getpid() : 0) {}
+
+std::shared_ptr<SemLock> SemLock::Create(Kind kind, int value, int maxvalue) {
+  if (value < 0) throw ValueError("semaphore initial value must be >= 0");
+  if (maxvalue < 1 || value > maxvalue) {
+    throw ValueError("semaphore initial value must be <= its maximum value");
+  }
+  ThreadToken();  // installs the fork handler before any lock is held
+  resource_tracker::ensure_running();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string name = RandomName();
+    sem_t* sem = sem_open(name.c_str(), O_CREAT | O_EXCL, 0600,
+                          static_cast<unsigned>(value));
+    if (sem == SEM_FAILED) {
+      if (errno == EEXIST) continue;
+      RaiseOSError("sem_open(" + name + ")", errno);
+    }
+    try {
+      resource_tracker::register_resource(name, resource_tracker::kSemaphore);
+    } catch (...) {
+      sem_close(sem);
+      sem_unlink(name.c_str());
+      throw;
+    }
+    std::shared_ptr<SemLock> lock(
+        new SemLock(sem, name, kind, maxvalue, /*creator=*/true));
+    Registry& registry = GetRegistry();
+    std::lock_guard<std::mutex> guard(registry.mutex);
+    registry.by_name[name] = lock;
+    return lock;
+  }
+  throw OSError(EEXIST, "cannot find a free name for a semaphore");
+}
+
+std::shared_ptr<SemLock> SemLock::Open(const std::string& name, Kind kind,
+                                       int maxvalue) {
+  if (name.size() < 2 || name.size() > 250 || name[0] != '/' ||
+      name.find('/', 1) != std::string::npos ||
+      name.find('\0') != std::string::npos) {
+    throw ValueError("invalid semaphore name '" + name + "'");
+  }
+  if (kind != Kind::kRecursiveMutex && kind != Kind::kSemaphore) {
+    throw ValueError("unrecognized semaphore kind");
+  }
+  if (maxvalue < 1) throw ValueError("semaphore maxvalue must be >= 1");
+  ThreadToken();
+  Registry& registry = GetRegistry();
+  std::lock_guard<std::mutex> guard(registry.mutex);
+  auto it = registry.by_name.find(name);
+  if (it != registry.by_name.end()) {
+    if (auto existing = it->second.lock()) return existing;
+  }
+  sem_t* sem = sem_open(name.c_str(), 0);
+  if (sem == SEM_FAILED) {
+    int err = errno;
+    throw OSError(err, "sem_open(" + name + "): " + std::strerror(err) +
+                           " (the semaphore was unlinked: keep the object "
+                           "alive in its creator until every process that "
+                           "uses it has started)");
+  }
+  std::shared_ptr<SemLock> lock(
+      new SemLock(sem, name, kind, maxvalue, /*creator=*/false));
+  registry.by_name[name] = lock;
+  return lock;
+}
+
+SemLock::~SemLock() {
+  {
+    Registry& registry = GetRegistry();
+    std::lock_guard<std::mutex> guard(registry.mutex);
+    auto it = registry.by_name.find(name_);
+    if (it != registry.by_name.end() && it->second.expired()) {
+      registry.by_name.erase(it);
+    }
+  }
+  sem_close(sem_);
+  if (creator_pid_ != 0 && creator_pid_ == getpid()) {
+    sem_unlink(name_.c_str());
+    try {
+      resource_tracker::unregister_resource(name_,
+                                            resource_tracker::kSemaphore);
+    } catch (...) {
+      // The name is gone either way; the tracker's later attempt is harmless.
+    }
+  }
+}
+
+bool SemLock::AcquireSlow(bool block, std::optional<double> timeout) {
+  if (errno != EAGAIN && errno != EINTR) RaiseOSError("sem_trywait", errno);
+  if (!block) return false;
+  if (!timeout) {
+    while (sem_wait(sem_) != 0) {
+      if (errno != EINTR) RaiseOSError("sem_wait", errno);
+    }
+    return true;
+  }
+  Deadline deadline = DeadlineAfter(*timeout);
+  while (sem_clockwait(sem_, CLOCK_MONOTONIC, &*deadline) != 0) {
+    if (errno == ETIMEDOUT) return false;
+    if (errno != EINTR) RaiseOSError("sem_clockwait", errno);
+  }
+  return true;
+}
+
+int SemLock::GetValue() const {
+  int value = 0;
+  if (sem_getvalue(sem_, &value) != 0) RaiseOSError("sem_getvalue", errno);
+  return value < 0 ? 0 : value;
+}
+
+void SemLock::ThrowNotOwned() {
+  throw AssertionError("attempt to release recursive lock not owned by thread");
+}
+
+void SemLock::ThrowReleasedTooManyTimes() {
+  throw ValueError("semaphore or lock released too many times");
+}
+
+void SemLock::ThrowPostFailed() {
+  if (errno == EOVERFLOW) {
+    throw ValueError(
+        "semaphore or lock released too many times (the value would exceed "
+        "SEM_VALUE_MAX)");
+  }
+  RaiseOSError("sem_post", errno);
+}
+
+std::string SemLock::LockRepr() const {
+  std::string owner;
+  if (IsMine()) {
+    owner = OwnerName();
+  } else if (GetValue() == 1) {
+    owner = "None";
+  } else if (HeldByOtherThread()) {
+    owner = "SomeOtherThread";
+  } else {
+    owner = "SomeOtherProcess";
+  }
+  return "<Lock(owner=" + owner + ")>";
+}
+
+std::string SemLock::RLockRepr() const {
+  if (IsMine()) {
+    return "<RLock(" + OwnerName() + ", " + std::to_string(Count()) + ")>";
+  }
+  if (GetValue() == 1) return "<RLock(None, 0)>";
+  if (HeldByOtherThread()) return "<RLock(SomeOtherThread, nonzero)>";
+  return "<RLock(SomeOtherProcess, nonzero)>";
+}
+
+// ---- futex.h
+
+Deadline DeadlineAfter(std::optional<double> seconds) {
+  if (!seconds) return std::nullopt;
+  double s = std::isnan(*seconds) ? 0 : std::max(0.0, *seconds);
+  s = std::min(s, 3.0e9);  // about a century
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  double whole = std::floor(s);
+  timespec deadline;
+  deadline.tv_sec = now.tv_sec + static_cast<time_t>(whole);
+  deadline.tv_nsec = now.tv_nsec + static_cast<long>((s - whole) * 1e9);
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec += 1;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  return deadline;
+}
+
+bool Expired(const Deadline& deadline) {
+  if (!deadline) return false;
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > deadline->tv_sec ||
+         (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+}  // namespace multiprocessing::internal

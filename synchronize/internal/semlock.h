@@ -1,0 +1,162 @@
+// SemLock: the named POSIX semaphore under Lock, RLock, Semaphore and
+// BoundedSemaphore (CPython's _multiprocessing.SemLock).
+//
+// The semaphore is created as "/mp-<random>" (visible as
+// /dev/shm/sem.mp-<random>), registered with the resource tracker, and
+// unlinked when the creating process drops its last handle (or by the
+// tracker if the program dies). Other processes reach it by inheriting the
+// mapping (fork) or by opening the name (spawn, forkserver); within one
+// process every handle for a name shares one SemLock, so ownership of an
+// RLock is consistent however the handles arrived.
+//
+// Who holds the lock is tracked in process-local memory, per thread: a
+// thread token that is fresh in every forked child, so a lock held by the
+// parent at fork time is not "mine" in the child (CPython resets its count
+// after fork the same way).
+#ifndef MULTIPROCESSING_SYNCHRONIZE_INTERNAL_SEMLOCK_H_
+#define MULTIPROCESSING_SYNCHRONIZE_INTERNAL_SEMLOCK_H_
+
+#include <semaphore.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace multiprocessing::internal {
+
+// A token for the calling thread, unique within this process and never
+// reused in a forked child.
+extern __thread uint64_t t_thread_token;  // 0 until first use
+uint64_t NewThreadToken();
+inline uint64_t ThreadToken() {
+  uint64_t token = t_thread_token;
+  return token != 0 ? token : NewThreadToken();
+}
+
+// Installed by the synchronize library: the current process's name.
+extern std::string (*g_process_name_provider)();
+
+// The name of the running process for reprs ("MainProcess"), with
+// "|<thread>" appended off the main thread as CPython does.
+std::string OwnerName();
+
+class SemLock {
+ public:
+  enum class Kind : int { kRecursiveMutex = 0, kSemaphore = 1 };
+  static constexpr int kSemValueMax = INT_MAX;
+
+  // A new semaphore with initial `value`; `maxvalue` bounds release() (1 for
+  // a Lock, `value` for a BoundedSemaphore, kSemValueMax otherwise). Throws
+  // ValueError for a negative value, OSError when the system refuses.
+  static std::shared_ptr<SemLock> Create(Kind kind, int value, int maxvalue);
+  // The semaphore called `name` (from a pickle): the one already open in
+  // this process, or opened now. Throws OSError (FileNotFoundError's errno
+  // ENOENT) when it no longer exists, ValueError for a malformed name.
+  static std::shared_ptr<SemLock> Open(const std::string& name, Kind kind,
+                                       int maxvalue);
+
+  SemLock(const SemLock&) = delete;
+  SemLock& operator=(const SemLock&) = delete;
+  ~SemLock();
+
+  // Python's acquire(block, timeout): a timeout (seconds) only matters when
+  // blocking; negative means zero; nullopt waits forever.
+  bool Acquire(bool block, std::optional<double> timeout) {
+    const uint64_t me = ThreadToken();
+    if (kind_ == Kind::kRecursiveMutex &&
+        owner_.load(std::memory_order_relaxed) == me) {
+      count_.store(count_.load(std::memory_order_relaxed) + 1,
+                   std::memory_order_relaxed);
+      return true;
+    }
+    if (sem_trywait(sem_) != 0 && !AcquireSlow(block, timeout)) return false;
+    if (maxvalue_ == 1) {
+      owner_.store(me, std::memory_order_relaxed);
+      count_.store(1, std::memory_order_relaxed);
+    }
+    return true;
+  }
+  // Python's release(): AssertionError for an RLock not owned by the caller,
+  // ValueError when a (bounded) semaphore or Lock would exceed maxvalue.
+  void Release() {
+    if (kind_ == Kind::kRecursiveMutex) {
+      if (owner_.load(std::memory_order_relaxed) != ThreadToken()) {
+        ThrowNotOwned();
+      }
+      int count = count_.load(std::memory_order_relaxed);
+      if (count > 1) {
+        count_.store(count - 1, std::memory_order_relaxed);
+        return;
+      }
+    } else if (maxvalue_ != kSemValueMax) {
+      int value = 0;
+      sem_getvalue(sem_, &value);
+      if (value >= maxvalue_) ThrowReleasedTooManyTimes();
+    }
+    if (maxvalue_ == 1) {
+      // Before the post: once posted another thread may take ownership.
+      count_.store(0, std::memory_order_relaxed);
+      owner_.store(0, std::memory_order_relaxed);
+    }
+    if (sem_post(sem_) != 0) ThrowPostFailed();
+  }
+
+  // For Condition.wait: releases a Lock / RLock the caller holds, however
+  // deep, returning the recursion level to restore; and reacquires it.
+  int ReleaseSave() {
+    int count = count_.load(std::memory_order_relaxed);
+    count_.store(1, std::memory_order_relaxed);
+    Release();
+    return count;
+  }
+  void AcquireRestore(int count) {
+    Acquire(true, std::nullopt);
+    count_.store(count, std::memory_order_relaxed);
+  }
+
+  // True when the calling thread holds this Lock / RLock.
+  bool IsMine() const {
+    return count_.load(std::memory_order_relaxed) > 0 &&
+           owner_.load(std::memory_order_relaxed) == ThreadToken();
+  }
+  // The recursion level of a Lock / RLock in this process (0 if unowned).
+  int Count() const { return count_.load(std::memory_order_relaxed); }
+  // True when some other thread of this process holds the Lock / RLock.
+  bool HeldByOtherThread() const {
+    return count_.load(std::memory_order_relaxed) > 0 &&
+           owner_.load(std::memory_order_relaxed) != ThreadToken();
+  }
+  int GetValue() const;
+  Kind kind() const { return kind_; }
+  int maxvalue() const { return maxvalue_; }
+  const std::string& name() const { return name_; }
+
+  // Python's reprs.
+  std::string LockRepr() const;   // <Lock(owner=...)>
+  std::string RLockRepr() const;  // <RLock(owner, count)>
+
+ private:
+  SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue, bool creator);
+  bool AcquireSlow(bool block, std::optional<double> timeout);
+  [[noreturn]] static void ThrowNotOwned();
+  [[noreturn]] static void ThrowReleasedTooManyTimes();
+  [[noreturn]] static void ThrowPostFailed();
+
+  sem_t* const sem_;
+  const std::string name_;
+  const Kind kind_;
+  const int maxvalue_;
+  const pid_t creator_pid_;  // 0 when opened by name
+  // The owning thread's token and the recursion level; maintained for locks
+  // (maxvalue 1) only, and only in this process.
+  std::atomic<uint64_t> owner_{0};
+  std::atomic<int> count_{0};
+};
+
+}  // namespace multiprocessing::internal
+
+#endif  // MULTIPROCESSING_SYNCHRONIZE_INTERNAL_SEMLOCK_H_
