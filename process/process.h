@@ -270,6 +270,7 @@ void SetFunctionTarget(Process& process, R (*fn)(P...), Args&&... args) {
   auto bound = std::make_shared<Tuple>(std::forward<Args>(args)...);
   std::function<void()> call = [fn, bound] { CallWith<P...>(fn, *bound); };
   PickledTargetFactory pickled = [fn, bound]() -> PickledTarget {
+    (void)fn;
     throw NotImplementedError("spawn is not available yet");
   };
   ProcessAccess::SetTarget(process, std::move(call), std::move(pickled),
