@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "process/process.h"
 #include "synchronize/internal/futex.h"
 #include "synchronize/internal/heap.h"
 
@@ -35,6 +36,14 @@ bool SpinUntil(Done done) {
   }
   return done();
 }
+
+std::string CurrentProcessName() { return current_process().name(); }
+
+// Reprs name the owning process as Python does.
+[[maybe_unused]] const bool g_provider_installed = [] {
+  multiprocessing::internal::g_process_name_provider = &CurrentProcessName;
+  return true;
+}();
 
 }  // namespace
 
