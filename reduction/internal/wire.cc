@@ -1,0 +1,164 @@
+#include "reduction/internal/wire.h"
+
+#include "absl/strings/str_cat.h"
+#include "errors/errors.h"
+
+namespace multiprocessing::reduction::internal {
+
+void DecodeLong(std::string_view payload, bool* negative,
+                absl::uint128* magnitude) {
+  *negative = false;
+  *magnitude = 0;
+  if (payload.empty()) return;
+  const auto* b = reinterpret_cast<const uint8_t*>(payload.data());
+  size_t n = payload.size();
+  bool neg = (b[n - 1] & 0x80) != 0;
+  uint8_t fill = neg ? 0xFF : 0x00;
+  for (size_t i = 16; i < n; ++i) {
+    if (b[i] != fill) {
+      throw UnpicklingError(absl::StrCat(
+          "int of ", n,
+          " bytes is larger than 128 bits; only ints up to 128 bits "
+          "can be decoded (send larger numbers as str or bytes)"));
+    }
+  }
+  absl::uint128 v = 0;
+  size_t m = n < 16 ? n : 16;
+  for (size_t i = m; i-- > 0;) v = (v << 8) | static_cast<uint8_t>(b[i] ^ fill);
+  if (neg) {
+    if (v == ~absl::uint128(0)) {
+      throw UnpicklingError(
+          "int is larger than 128 bits; only ints up to 128 bits can be "
+          "decoded");
+    }
+    v += 1;
+  }
+  *negative = neg;
+  *magnitude = v;
+}
+
+void EncodeLong(bool negative, absl::uint128 magnitude, std::string* out) {
+  if (magnitude == 0) return;
+  // Two's complement of the value in 17 bytes, then trimmed to the shortest
+  // form that keeps the sign.
+  uint8_t bytes[17];
+  absl::uint128 v =
+      negative ? ~(magnitude - 1) : magnitude;  // low 128 bits of -magnitude
+  for (int i = 0; i < 16; ++i) {
+    bytes[i] = static_cast<uint8_t>(absl::Uint128Low64(v >> (8 * i)) & 0xFF);
+  }
+  bytes[16] = negative ? 0xFF : 0x00;
+  size_t n = 17;
+  while (n > 1) {
+    uint8_t top = bytes[n - 1];
+    uint8_t below = bytes[n - 2];
+    if (!negative && top == 0x00 && (below & 0x80) == 0) {
+      --n;
+    } else if (negative && top == 0xFF && (below & 0x80) != 0) {
+      --n;
+    } else {
+      break;
+    }
+  }
+  out->append(reinterpret_cast<const char*>(bytes), n);
+}
+
+bool IsPickleUtf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  const uint8_t* e = p + s.size();
+  while (p < e) {
+    // Fast path: eight ASCII bytes at a time.
+    while (e - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      if (w & 0x8080808080808080ULL) break;
+      p += 8;
+    }
+    if (p == e) break;
+    uint8_t c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (static_cast<size_t>(e - p) < n) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((p[k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[k] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return false;
+    p += n;
+  }
+  return true;
+}
+
+void CheckUtf8(std::string_view s) {
+  if (!IsPickleUtf8(s))
+    throw UnpicklingError("a str in the pickle is not valid UTF-8");
+}
+
+std::string Utf8FromLatin1(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (char ch : bytes) {
+    auto c = static_cast<uint8_t>(ch);
+    if (c < 0x80) {
+      out += ch;
+    } else {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+  }
+  return out;
+}
+
+std::string Latin1FromUtf8(std::string_view utf8) {
+  std::string out;
+  out.reserve(utf8.size());
+  for (size_t i = 0; i < utf8.size(); ++i) {
+    auto c = static_cast<uint8_t>(utf8[i]);
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if ((c == 0xC2 || c == 0xC3) && i + 1 < utf8.size()) {
+      out += static_cast<char>(((c & 0x03) << 6) |
+                               (static_cast<uint8_t>(utf8[++i]) & 0x3F));
+    } else {
+      throw UnpicklingError(
+          "latin-1 encoded bytes contain a character above U+00FF");
+    }
+  }
+  return out;
+}
+
+Callable ResolveGlobal(std::string_view module, std::string_view name) {
+  if (module == "_codecs" && name == "encode") return Callable::kCodecsEncode;
+  if (module == "builtins" || module == "__builtin__") {
+    if (name == "bytes") return Callable::kBytes;
+    if (name == "bytearray") return Callable::kByteArray;
+    if (name == "set") return Callable::kSet;
+    if (name == "frozenset") return Callable::kFrozenSet;
+  }
+  std::string shown = absl::StrCat(std::string(module.substr(0, 100)), ".",
+                                   std::string(name.substr(0, 100)));
+  throw UnpicklingError(absl::StrCat(
+      "global '", shown,
+      "' is not allowed: only the built-in data types (None, bool, int, float, "
+      "str, "
+      "bytes, bytearray, list, tuple, dict, set, frozenset) can be unpickled"));
+}
+
+}  // namespace multiprocessing::reduction::internal

@@ -1,0 +1,952 @@
+#include "reduction/pickle.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "reduction/internal/object_nodes.h"
+
+namespace multiprocessing::reduction {
+
+namespace op = internal::op;
+using internal::Callable;
+
+// ---------------------------------------------------------------------------------------------------
+// OutOfBand
+
+OutOfBand& OutOfBand::operator=(OutOfBand&& other) noexcept {
+  if (this != &other) {
+    close_all();
+    fds = std::move(other.fds);
+    other.fds.clear();
+  }
+  return *this;
+}
+
+size_t OutOfBand::add_dup(int fd) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) RaiseOSError("dup", errno);
+  fds.push_back(copy);
+  return fds.size() - 1;
+}
+
+int OutOfBand::dup_fd(size_t index) const {
+  if (index >= fds.size() || fds[index] < 0) {
+    throw UnpicklingError(absl::StrCat(
+        "the pickle refers to file descriptor #", index, " but only ",
+        fds.size(),
+        " arrived with it; send it through a Connection, which passes them"));
+  }
+  int copy = fcntl(fds[index], F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) RaiseOSError("dup", errno);
+  return copy;
+}
+
+int OutOfBand::release(size_t index) {
+  if (index >= fds.size() || fds[index] < 0) {
+    throw UnpicklingError(absl::StrCat("the pickle refers to file descriptor #",
+                                       index, " which is not available"));
+  }
+  int fd = fds[index];
+  fds[index] = -1;
+  return fd;
+}
+
+void OutOfBand::close_all() noexcept {
+  for (int fd : fds) {
+    if (fd >= 0) close(fd);
+  }
+  fds.clear();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writer
+
+namespace internal {
+struct WriterState {
+  absl::flat_hash_map<const void*, uint32_t>
+      memo;  // shared Object contents already written
+  uint32_t depth = 0;
+};
+}  // namespace internal
+
+Writer::Writer(int protocol, OutOfBand* oob) : protocol_(protocol), oob_(oob) {
+  if (protocol < 2 || protocol > kHighestProtocol) {
+    throw ValueError(absl::StrCat("pickle protocol ", protocol,
+                                  " is not supported; use 2 to 5"));
+  }
+  buf_.resize(15);  // the string's inline capacity: small pickles allocate
+                    // once, at finish()
+  buf_[0] = static_cast<char>(op::kProto);
+  buf_[1] = static_cast<char>(protocol);
+  len_ = 2;
+  if (protocol >= 4) {
+    buf_[2] = static_cast<char>(op::kFrame);  // length filled in by finish()
+    len_ = 11;
+  }
+}
+
+Writer::~Writer() = default;
+
+internal::WriterState& Writer::state() {
+  if (!state_) state_ = std::make_unique<internal::WriterState>();
+  return *state_;
+}
+
+void Writer::grow(size_t n) {
+  buf_.resize(std::max(len_ + n + 16, buf_.size() * 2));
+}
+
+size_t Writer::add_fd(int fd) {
+  if (oob_ == nullptr) {
+    throw PicklingError(
+        "this value carries a file descriptor, which pickle bytes alone "
+        "cannot; pass an OutOfBand to dumps() "
+        "(Connection.send does)");
+  }
+  return oob_->add_dup(fd);
+}
+
+void Writer::write_int(absl::int128 v) {
+  bool negative = v < 0;
+  auto magnitude = static_cast<absl::uint128>(v);
+  if (negative) magnitude = -magnitude;
+  write_long(negative, magnitude);
+}
+
+void Writer::write_int_slow(bool negative, uint64_t magnitude) {
+  write_long(negative, magnitude);
+}
+
+void Writer::write_long(bool negative, absl::uint128 magnitude) {
+  if (absl::Uint128High64(magnitude) == 0) {
+    uint64_t m = absl::Uint128Low64(magnitude);
+    if (!negative && m <= 0x7FFFFFFF) return write_int(static_cast<int64_t>(m));
+    if (negative && m <= 0x80000000) return write_int(-static_cast<int64_t>(m));
+  }
+  std::string bytes;
+  internal::EncodeLong(negative, magnitude, &bytes);
+  char* p = room(2 + bytes.size());
+  p[0] = static_cast<char>(op::kLong1);
+  p[1] = static_cast<char>(bytes.size());
+  std::memcpy(p + 2, bytes.data(), bytes.size());
+  len_ += 2 + bytes.size();
+}
+
+void Writer::write_float(double v) {
+  char* p = room(9);
+  p[0] = static_cast<char>(op::kBinFloat);
+  uint64_t bits;
+  std::memcpy(&bits, &v, 8);
+  bits = __builtin_bswap64(bits);
+  std::memcpy(p + 1, &bits, 8);
+  len_ += 9;
+}
+
+void Writer::write_sized(uint8_t op1, uint8_t op4, uint8_t op8,
+                         std::string_view data) {
+  size_t n = data.size();
+  char* p = room(9 + n);
+  size_t header;
+  if (op1 != 0 && n < 256) {
+    p[0] = static_cast<char>(op1);
+    p[1] = static_cast<char>(n);
+    header = 2;
+  } else if (n <= 0xFFFFFFFFu) {
+    p[0] = static_cast<char>(op4);
+    auto n32 = static_cast<uint32_t>(n);
+    std::memcpy(p + 1, &n32, 4);
+    header = 5;
+  } else if (op8 != 0) {
+    p[0] = static_cast<char>(op8);
+    uint64_t n64 = n;
+    std::memcpy(p + 1, &n64, 8);
+    header = 9;
+  } else {
+    throw PicklingError(absl::StrCat(
+        "a value of ", n, " bytes needs pickle protocol 4 or higher"));
+  }
+  if (n) std::memcpy(p + header, data.data(), n);
+  len_ += header + n;
+}
+
+void Writer::write_str(std::string_view utf8) {
+  if (!internal::IsPickleUtf8(utf8)) {
+    throw PicklingError(
+        "a str must be valid UTF-8; send binary data as reduction::Bytes");
+  }
+  bool v4 = protocol_ >= 4;
+  write_sized(v4 ? op::kShortBinUnicode : 0, op::kBinUnicode,
+              v4 ? op::kBinUnicode8 : 0, utf8);
+}
+
+void Writer::write_global(std::string_view module, std::string_view name) {
+  if (protocol_ < 3 && module == "builtins") module = "__builtin__";
+  char* p = room(3 + module.size() + name.size());
+  *p++ = static_cast<char>(op::kGlobal);
+  std::memcpy(p, module.data(), module.size());
+  p += module.size();
+  *p++ = '\n';
+  std::memcpy(p, name.data(), name.size());
+  p[name.size()] = '\n';
+  len_ += 3 + module.size() + name.size();
+}
+
+void Writer::write_bytes(std::string_view data) {
+  if (protocol_ >= 3) {
+    write_sized(op::kShortBinBytes, op::kBinBytes,
+                protocol_ >= 4 ? op::kBinBytes8 : 0, data);
+    return;
+  }
+  // Protocol 2 has no bytes type: CPython writes _codecs.encode(data as latin-1
+  // text, 'latin1').
+  if (data.empty()) {
+    write_global("builtins", "bytes");
+    put(op::kEmptyTuple);
+  } else {
+    write_global("_codecs", "encode");
+    put(op::kMark);
+    write_str(internal::Utf8FromLatin1(data));
+    write_str("latin1");
+    put(op::kTuple);
+  }
+  put(op::kReduce);
+}
+
+void Writer::write_bytearray(std::string_view data) {
+  if (protocol_ >= 5) {
+    char* p = room(9 + data.size());
+    p[0] = static_cast<char>(op::kByteArray8);
+    uint64_t n = data.size();
+    std::memcpy(p + 1, &n, 8);
+    if (!data.empty()) std::memcpy(p + 9, data.data(), data.size());
+    len_ += 9 + data.size();
+    return;
+  }
+  write_global("builtins", "bytearray");
+  put(op::kMark);
+  write_bytes(data);
+  put(op::kTuple);
+  put(op::kReduce);
+}
+
+// Sets are written as set([items]) in every protocol: unlike EMPTY_SET +
+// ADDITEMS it cannot be confused with what follows it, and CPython reads it in
+// all of them.
+void Writer::begin_set() {
+  write_global("builtins", "set");
+  put(op::kMark);
+  put(op::kMark);
+}
+
+void Writer::end_set() {
+  put(op::kList);
+  put(op::kTuple);
+  put(op::kReduce);
+}
+
+void Writer::begin_frozenset() {
+  if (protocol_ >= 4) {
+    put(op::kMark);
+  } else {
+    write_global("builtins", "frozenset");
+    put(op::kMark);
+    put(op::kMark);
+  }
+}
+
+void Writer::end_frozenset() {
+  if (protocol_ >= 4) {
+    put(op::kFrozenSet);
+  } else {
+    end_set();
+  }
+}
+
+uint32_t Writer::memoize() {
+  uint32_t index = memo_count_++;
+  if (protocol_ >= 4) {
+    put(op::kMemoize);
+  } else if (index < 256) {
+    put(op::kBinPut);
+    put(static_cast<uint8_t>(index));
+  } else {
+    char* p = room(5);
+    p[0] = static_cast<char>(op::kLongBinPut);
+    std::memcpy(p + 1, &index, 4);
+    len_ += 5;
+  }
+  return index;
+}
+
+void Writer::write_get(uint32_t index) {
+  if (index < 256) {
+    put(op::kBinGet);
+    put(static_cast<uint8_t>(index));
+  } else {
+    char* p = room(5);
+    p[0] = static_cast<char>(op::kLongBinGet);
+    std::memcpy(p + 1, &index, 4);
+    len_ += 5;
+  }
+}
+
+std::string Writer::finish() {
+  put(op::kStop);
+  if (protocol_ >= 4) {
+    uint64_t payload = len_ - 11;
+    if (payload >= 4) {
+      std::memcpy(&buf_[3], &payload, 8);
+    } else {
+      buf_.erase(2, 9);  // CPython does not frame tiny pickles
+      len_ -= 9;
+    }
+  }
+  buf_.resize(len_);
+  return std::move(buf_);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Pickler<Object>
+
+namespace internal {
+
+struct ReaderAccess {
+  static bool IsLatin1Name(const std::string& encoding) {
+    return encoding == "latin1" || encoding == "latin-1" ||
+           encoding == "iso-8859-1" || encoding == "iso8859-1";
+  }
+
+  // bytes / bytearray as CPython writes them before protocol 3 (and bytearray
+  // before 5): _codecs.encode(text, 'latin1'), bytes(), bytearray(),
+  // bytearray(bytes), bytearray(text, 'latin-1').
+  static std::string ReadReducedBytes(Reader& r, bool* is_bytearray) {
+    Callable callable = r.read_global();
+    std::string out;
+    std::vector<std::string> strs;
+    std::optional<Bytes> data;
+    auto none = [](size_t) {};
+    size_t n;
+    switch (callable) {
+      case Callable::kCodecsEncode:
+      case Callable::kByteArray:
+      case Callable::kBytes: {
+        auto item = [&] {
+          if (callable != Callable::kCodecsEncode && strs.empty() && !data &&
+              r.peek() != op::kShortBinUnicode && r.peek() != op::kBinUnicode &&
+              r.peek() != op::kBinUnicode8 && r.peek() != op::kBinGet &&
+              r.peek() != op::kLongBinGet) {
+            data = r.load<Bytes>();
+          } else {
+            strs.push_back(r.load<std::string>());
+          }
+        };
+        n = r.read_sequence(Reader::kTuple, item, none);
+        break;
+      }
+      default:
+        r.fail_type("bytes");
+    }
+    if (callable == Callable::kCodecsEncode ||
+        (callable == Callable::kByteArray && !strs.empty())) {
+      if (n != 2 || strs.size() != 2 || !IsLatin1Name(strs[1])) {
+        throw UnpicklingError(
+            "malformed pickle: bytes encoded as text must use the latin-1 "
+            "codec");
+      }
+      out = Latin1FromUtf8(strs[0]);
+    } else if (n == 1 && data) {
+      out = std::move(data->data);
+    } else if (n != 0) {
+      throw UnpicklingError(
+          "malformed pickle: unexpected arguments for bytes or bytearray");
+    }
+    r.expect(op::kReduce, "REDUCE");
+    if (is_bytearray) *is_bytearray = callable == Callable::kByteArray;
+    return out;
+  }
+
+  // The Callable a GLOBAL at the read position names, without consuming it.
+  static Callable PeekGlobal(Reader& r) {
+    Reader::Checkpoint c = r.checkpoint();
+    Callable callable = r.read_global();
+    r.restore(c);
+    return callable;
+  }
+
+  static Object LoadObject(Reader& r) {
+    uint8_t c = r.peek();
+    switch (c) {
+      case op::kNone:
+        r.read_none();
+        return Object();
+      case op::kNewTrue:
+      case op::kNewFalse:
+        return Object(r.read_bool());
+      case op::kBinInt:
+      case op::kBinInt1:
+      case op::kBinInt2:
+      case op::kLong1:
+      case op::kLong4: {
+        bool negative;
+        absl::uint128 magnitude;
+        r.read_int(&negative, &magnitude);
+        return Object::from_sign_magnitude(negative, magnitude);
+      }
+      case op::kBinFloat:
+        return Object(r.read_float());
+      case op::kShortBinUnicode:
+      case op::kBinUnicode:
+      case op::kBinUnicode8:
+        return Object(r.read_str());
+      case op::kShortBinBytes:
+      case op::kBinBytes:
+      case op::kBinBytes8:
+        return Object::bytes(r.read_bytes());
+      case op::kByteArray8:
+        return Object::bytearray(r.read_bytes());
+      case op::kEmptyTuple:
+        ++r.pos_;
+        return Object::tuple();
+      case op::kEmptyList:
+      case op::kEmptySet: {
+        std::vector<Object> items;
+        auto item = [&] { items.push_back(r.load<Object>()); };
+        auto truncate = [&](size_t n) { items.resize(n); };
+        r.read_sequence(c == op::kEmptyList ? Reader::kList : Reader::kSet,
+                        item, truncate);
+        return c == op::kEmptyList ? Object::list(std::move(items))
+                                   : Object::set(std::move(items));
+      }
+      case op::kEmptyDict: {
+        std::vector<std::pair<Object, Object>> items;
+        auto item = [&] {
+          Object k = r.load<Object>();
+          items.emplace_back(std::move(k), r.load<Object>());
+        };
+        auto truncate = [&](size_t n) { items.resize(n); };
+        r.read_dict(item, truncate);
+        return Object::dict(std::move(items));
+      }
+      case op::kGlobal: {
+        Callable callable = PeekGlobal(r);
+        if (callable == Callable::kSet || callable == Callable::kFrozenSet) {
+          std::vector<Object> items;
+          auto item = [&] { items.push_back(r.load<Object>()); };
+          auto truncate = [&](size_t n) { items.resize(n); };
+          r.read_sequence(Reader::kSet, item, truncate);
+          return callable == Callable::kSet
+                     ? Object::set(std::move(items))
+                     : Object::frozenset(std::move(items));
+        }
+        bool is_bytearray = false;
+        std::string data = ReadReducedBytes(r, &is_bytearray);
+        return is_bytearray ? Object::bytearray(data) : Object::bytes(data);
+      }
+      case op::kMark: {
+        ++r.pos_;
+        std::vector<Object> items;
+        for (;;) {
+          uint8_t closer = r.peek();
+          if (closer == op::kTuple || closer == op::kList ||
+              closer == op::kFrozenSet || closer == op::kDict) {
+            ++r.pos_;
+            if (closer == op::kTuple) return Object::tuple(std::move(items));
+            if (closer == op::kList) return Object::list(std::move(items));
+            if (closer == op::kFrozenSet)
+              return Object::frozenset(std::move(items));
+            if (items.size() % 2)
+              throw UnpicklingError(
+                  "malformed pickle: DICT with an odd number of items");
+            std::vector<std::pair<Object, Object>> pairs;
+            pairs.reserve(items.size() / 2);
+            for (size_t i = 0; i < items.size(); i += 2)
+              pairs.emplace_back(items[i], items[i + 1]);
+            return Object::dict(std::move(pairs));
+          }
+          if (!Reader::is_value_start(closer)) r.fail_type("a value");
+          items.push_back(r.load<Object>());
+        }
+      }
+      default:
+        r.fail_type("a value");
+    }
+  }
+};
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------------------------------
+// Reader
+
+Reader::Reader(std::string_view data, OutOfBand* oob)
+    : base_(reinterpret_cast<const uint8_t*>(data.data())),
+      pos_(base_),
+      end_(base_ + data.size()),
+      oob_(oob),
+      budget_(data.size() * 16 + (size_t{1} << 20)) {
+  if (pos_ != end_ && *pos_ == op::kProto) {
+    const uint8_t* p = need(2);
+    if (p[1] > kHighestProtocol) {
+      throw UnpicklingError(
+          absl::StrCat("unsupported pickle protocol: ", p[1]));
+    }
+  }
+}
+
+int Reader::dup_fd(size_t index) const {
+  if (oob_ == nullptr) {
+    throw UnpicklingError(
+        "the pickle carries a file descriptor but loads() was given no "
+        "OutOfBand; receive it through a "
+        "Connection, which passes them");
+  }
+  return oob_->dup_fd(index);
+}
+
+void Reader::truncated() {
+  throw UnpicklingError(
+      "pickle data was truncated: the input ends in the middle of a value");
+}
+
+void Reader::too_complex() {
+  throw UnpicklingError(
+      "the pickle expands to too many values when decoded into a C++ type "
+      "(shared sub-objects are copied for "
+      "every use); decode it as reduction::Object instead");
+}
+
+uint8_t Reader::peek_slow() {
+  for (;;) {
+    if (pos_ == end_) {
+      if (replaying_) return 0;
+      truncated();
+    }
+    if (*pos_ != op::kFrame) return *pos_;
+    const uint8_t* p = need(9);
+    if (internal::LoadLE64(p + 1) > static_cast<uint64_t>(end_ - pos_)) {
+      throw UnpicklingError(
+          "pickle data was truncated: a frame is longer than the rest of the "
+          "input");
+    }
+  }
+}
+
+void Reader::expect(uint8_t want, const char* what) {
+  if (peek() != want) {
+    throw UnpicklingError(absl::StrCat("malformed pickle: expected ", what,
+                                       " at offset ", offset()));
+  }
+  ++pos_;
+}
+
+void Reader::expect_stop() { expect(op::kStop, "STOP after the value"); }
+
+bool Reader::is_value_start(uint8_t c) {
+  switch (c) {
+    case op::kMark:
+    case op::kNone:
+    case op::kNewTrue:
+    case op::kNewFalse:
+    case op::kBinInt:
+    case op::kBinInt1:
+    case op::kBinInt2:
+    case op::kLong1:
+    case op::kLong4:
+    case op::kBinFloat:
+    case op::kShortBinUnicode:
+    case op::kBinUnicode:
+    case op::kBinUnicode8:
+    case op::kShortBinBytes:
+    case op::kBinBytes:
+    case op::kBinBytes8:
+    case op::kByteArray8:
+    case op::kEmptyList:
+    case op::kEmptyTuple:
+    case op::kEmptyDict:
+    case op::kEmptySet:
+    case op::kGlobal:
+    case op::kBinGet:
+    case op::kLongBinGet:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool Reader::may_be_single_item(uint8_t single) const {
+  const uint8_t* p = pos_;
+  size_t left = static_cast<size_t>(end_ - p);
+  size_t n;
+  switch (*p) {
+    case op::kNone:
+    case op::kNewTrue:
+    case op::kNewFalse:
+      n = 1;
+      break;
+    case op::kBinInt1:
+      n = 2;
+      break;
+    case op::kBinInt2:
+      n = 3;
+      break;
+    case op::kBinInt:
+      n = 5;
+      break;
+    case op::kBinFloat:
+      n = 9;
+      break;
+    case op::kLong1:
+    case op::kShortBinUnicode:
+    case op::kShortBinBytes:
+      if (left < 2) return true;
+      n = 2 + size_t{p[1]};
+      break;
+    case op::kBinUnicode:
+    case op::kBinBytes:
+      if (left < 5) return true;
+      n = 5 + size_t{internal::LoadLE32(p + 1)};
+      break;
+    default:
+      return true;  // containers and references: only a trial decode can tell
+  }
+  for (;;) {
+    if (left <= n) return true;
+    uint8_t next = p[n];
+    if (next == op::kMemoize) {
+      n += 1;
+    } else if (next == op::kBinPut) {
+      n += 2;
+    } else if (next == op::kLongBinPut) {
+      n += 5;
+    } else {
+      return next == single || next == op::kFrame;
+    }
+  }
+}
+
+void Reader::note_memo_slow(size_t start) {
+  while (pos_ != end_ && is_memo_op(*pos_)) {
+    size_t at = offset();
+    uint8_t c = *pos_++;
+    size_t index = c == op::kMemoize  ? memo_.size()
+                   : c == op::kBinPut ? *need(1)
+                                      : internal::LoadLE32(need(4));
+    if (replaying_) continue;
+    if (index != memo_.size()) {
+      throw UnpicklingError(
+          "memo indices out of order");  // CPython never does this; the Object
+                                         // decoder can
+    }
+    memo_.push_back({start, at});
+  }
+}
+
+size_t Reader::memo_pending(size_t start) {
+  if (pos_ == end_ || !is_memo_op(*pos_)) return kPending;
+  uint8_t c = *pos_++;
+  size_t index = c == op::kMemoize  ? memo_.size()
+                 : c == op::kBinPut ? *need(1)
+                                    : internal::LoadLE32(need(4));
+  if (replaying_) return kPending;
+  if (index != memo_.size()) throw UnpicklingError("memo indices out of order");
+  memo_.push_back({start, kPending});
+  return index;
+}
+
+namespace {
+
+const char* Describe(uint8_t c) {
+  switch (c) {
+    case op::kNone:
+      return "None";
+    case op::kNewTrue:
+    case op::kNewFalse:
+      return "bool";
+    case op::kBinInt:
+    case op::kBinInt1:
+    case op::kBinInt2:
+    case op::kLong1:
+    case op::kLong4:
+      return "int";
+    case op::kBinFloat:
+      return "float";
+    case op::kShortBinUnicode:
+    case op::kBinUnicode:
+    case op::kBinUnicode8:
+      return "str";
+    case op::kShortBinBytes:
+    case op::kBinBytes:
+    case op::kBinBytes8:
+      return "bytes";
+    case op::kByteArray8:
+      return "bytearray";
+    case op::kEmptyList:
+      return "list";
+    case op::kEmptyTuple:
+      return "tuple";
+    case op::kEmptyDict:
+      return "dict";
+    case op::kEmptySet:
+      return "set";
+    case op::kMark:
+      return "a tuple, list, dict or frozenset";
+    case op::kGlobal:
+      return "a set, frozenset, bytes or bytearray";
+    case op::kStop:
+      return "the end of the value";
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+void Reader::fail_type(std::string_view expected) {
+  std::string got;
+  if (pos_ == end_) {
+    got = "the end of the data";
+  } else if (const char* d = Describe(*pos_)) {
+    got = d;
+  } else {
+    got = absl::StrFormat("opcode 0x%02x", *pos_);
+  }
+  throw TypeError(absl::StrCat(
+      "cannot decode the pickle as the requested C++ type: expected ",
+      absl::string_view(expected.data(), expected.size()), ", got ", got));
+}
+
+void Reader::read_none() {
+  if (peek() != op::kNone) fail_type("None");
+  ++pos_;
+}
+
+bool Reader::next_is_none() { return peek() == op::kNone; }
+
+bool Reader::read_bool() {
+  uint8_t c = peek();
+  if (c != op::kNewTrue && c != op::kNewFalse) fail_type("bool");
+  ++pos_;
+  return c == op::kNewTrue;
+}
+
+void Reader::read_int(bool* negative, absl::uint128* magnitude) {
+  uint8_t c = peek();
+  switch (c) {
+    case op::kBinInt1: {
+      *negative = false;
+      *magnitude = need(2)[1];
+      return;
+    }
+    case op::kBinInt2: {
+      *negative = false;
+      *magnitude = internal::LoadLE16(need(3) + 1);
+      return;
+    }
+    case op::kBinInt: {
+      auto v = static_cast<int32_t>(internal::LoadLE32(need(5) + 1));
+      *negative = v < 0;
+      *magnitude = v < 0 ? 0 - static_cast<uint64_t>(static_cast<int64_t>(v))
+                         : static_cast<uint64_t>(v);
+      return;
+    }
+    case op::kLong1: {
+      size_t n = need(2)[1];
+      const uint8_t* p = need(n);
+      internal::DecodeLong(
+          std::string_view(reinterpret_cast<const char*>(p), n), negative,
+          magnitude);
+      return;
+    }
+    case op::kLong4: {
+      auto n = static_cast<int32_t>(internal::LoadLE32(need(5) + 1));
+      if (n < 0) throw UnpicklingError("LONG4 with a negative length");
+      const uint8_t* p = need(static_cast<size_t>(n));
+      internal::DecodeLong(std::string_view(reinterpret_cast<const char*>(p),
+                                            static_cast<size_t>(n)),
+                           negative, magnitude);
+      return;
+    }
+    default:
+      fail_type("int");
+  }
+}
+
+absl::int128 Reader::read_int128() {
+  bool negative;
+  absl::uint128 magnitude;
+  read_int(&negative, &magnitude);
+  return Object::from_sign_magnitude(negative, magnitude).as_int128();
+}
+
+absl::uint128 Reader::read_uint128() {
+  bool negative;
+  absl::uint128 magnitude;
+  read_int(&negative, &magnitude);
+  return Object::from_sign_magnitude(negative, magnitude).as_uint128();
+}
+
+double Reader::read_float() {
+  uint8_t c = peek();
+  if (c == op::kBinFloat) return internal::LoadBE64Double(need(9) + 1);
+  if (c == op::kBinInt1 || c == op::kBinInt2 || c == op::kBinInt ||
+      c == op::kLong1 || c == op::kLong4) {
+    bool negative;
+    absl::uint128 magnitude;
+    read_int(&negative, &magnitude);
+    return Object::from_sign_magnitude(negative, magnitude).as_float();
+  }
+  fail_type("float");
+}
+
+std::string Reader::read_str() {
+  uint8_t c = peek();
+  size_t n;
+  if (c == op::kShortBinUnicode) {
+    n = need(2)[1];
+  } else if (c == op::kBinUnicode) {
+    n = internal::LoadLE32(need(5) + 1);
+  } else if (c == op::kBinUnicode8) {
+    uint64_t n64 = internal::LoadLE64(need(9) + 1);
+    if (n64 > static_cast<uint64_t>(end_ - pos_)) truncated();
+    n = static_cast<size_t>(n64);
+  } else {
+    fail_type("str");
+  }
+  const char* p = reinterpret_cast<const char*>(need(n));
+  std::string_view text(p, n);
+  internal::CheckUtf8(text);
+  return std::string(text);
+}
+
+std::string Reader::read_bytes() {
+  uint8_t c = peek();
+  size_t n;
+  if (c == op::kShortBinBytes) {
+    n = need(2)[1];
+  } else if (c == op::kBinBytes) {
+    n = internal::LoadLE32(need(5) + 1);
+  } else if (c == op::kBinBytes8 || c == op::kByteArray8) {
+    uint64_t n64 = internal::LoadLE64(need(9) + 1);
+    if (n64 > static_cast<uint64_t>(end_ - pos_)) truncated();
+    n = static_cast<size_t>(n64);
+  } else if (c == op::kGlobal) {
+    return internal::ReaderAccess::ReadReducedBytes(*this, nullptr);
+  } else {
+    fail_type("bytes");
+  }
+  return std::string(reinterpret_cast<const char*>(need(n)), n);
+}
+
+Callable Reader::read_global() {
+  size_t start = offset();
+  ++pos_;  // GLOBAL
+  std::string_view parts[2];
+  for (auto& part : parts) {
+    size_t limit = std::min<size_t>(static_cast<size_t>(end_ - pos_), 256);
+    const void* nl = std::memchr(pos_, '\n', limit);
+    if (nl == nullptr) {
+      if (limit < 256) truncated();
+      throw UnpicklingError(
+          "malformed pickle: a GLOBAL name is longer than 255 characters");
+    }
+    auto len = static_cast<size_t>(static_cast<const uint8_t*>(nl) - pos_);
+    part = std::string_view(reinterpret_cast<const char*>(pos_), len);
+    pos_ += len + 1;
+  }
+  Callable callable = internal::ResolveGlobal(parts[0], parts[1]);
+  note_memo(start);
+  return callable;
+}
+
+Object Pickler<Object>::Load(Reader& r) {
+  return internal::ReaderAccess::LoadObject(r);
+}
+
+namespace {
+
+void SaveObject(Writer& w, const Object& o, internal::WriterState& st) {
+  using T = Object::Type;
+  const std::shared_ptr<void>& node = internal::ObjectAccess::node(o);
+  bool shared = node != nullptr && node.use_count() > 1;
+  if (shared) {
+    auto it = st.memo.find(node.get());
+    if (it != st.memo.end()) {
+      w.write_get(it->second);
+      return;
+    }
+  }
+  if (++st.depth > kMaxDepth) {
+    throw PicklingError(
+        absl::StrCat("the value nests deeper than ", kMaxDepth, " levels"));
+  }
+  switch (o.type()) {
+    case T::kNone:
+      w.write_none();
+      break;
+    case T::kBool:
+      w.write_bool(o.as_bool());
+      break;
+    case T::kInt:
+      w.write_long(o.int_negative(), o.int_magnitude());
+      break;
+    case T::kFloat:
+      w.write_float(o.as_float());
+      break;
+    case T::kStr:
+      w.write_str(o.as_str());
+      break;
+    case T::kBytes:
+      w.write_bytes(o.as_bytes());
+      break;
+    case T::kByteArray:
+      w.write_bytearray(o.as_bytes());
+      break;
+    case T::kList:
+      w.begin_list();
+      for (const Object& x : o.items()) SaveObject(w, x, st);
+      w.end_list();
+      break;
+    case T::kTuple:
+      w.begin_tuple();
+      for (const Object& x : o.items()) SaveObject(w, x, st);
+      w.end_tuple();
+      break;
+    case T::kDict: {
+      w.begin_dict();
+      const auto& keys = o.keys();
+      const auto& values = o.values();
+      for (size_t i = 0; i < keys.size(); ++i) {
+        SaveObject(w, keys[i], st);
+        SaveObject(w, values[i], st);
+      }
+      w.end_dict();
+      break;
+    }
+    case T::kSet:
+      w.begin_set();
+      for (const Object& x : o.items()) SaveObject(w, x, st);
+      w.end_set();
+      break;
+    case T::kFrozenSet:
+      w.begin_frozenset();
+      for (const Object& x : o.items()) SaveObject(w, x, st);
+      w.end_frozenset();
+      break;
+  }
+  --st.depth;
+  if (shared) st.memo.emplace(node.get(), w.memoize());
+}
+
+}  // namespace
+
+void Pickler<Object>::Save(Writer& w, const Object& v) {
+  SaveObject(w, v, w.state());
+}
+
+}  // namespace multiprocessing::reduction
