@@ -1,6 +1,7 @@
 #include "synchronize/internal/semlock.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -177,6 +179,39 @@ SemLock::~SemLock() {
       // The name is gone either way; the tracker's later attempt is harmless.
     }
   }
+}
+
+namespace {
+// Checks that sem_t is glibc's 64-bit layout the inline paths assume.
+bool CheckInlineLayout() {
+  if (sizeof(sem_t) < sizeof(uint64_t) || alignof(sem_t) < alignof(uint64_t) ||
+      sizeof(void*) != 8) {
+    return false;
+  }
+  sem_t probe;
+  if (sem_init(&probe, 1, 5) != 0) return false;
+  uint64_t word;
+  std::memcpy(&word, &probe, sizeof word);
+  bool ok = word == 5;
+  sem_post(&probe);
+  std::memcpy(&word, &probe, sizeof word);
+  ok = ok && word == 6;
+  sem_trywait(&probe);
+  std::memcpy(&word, &probe, sizeof word);
+  ok = ok && word == 5;
+  sem_destroy(&probe);
+  return ok;
+}
+}  // namespace
+
+bool SemLock::g_inline_sem = CheckInlineLayout();
+
+void SemLock::WakeOne() {
+  // glibc sleeps on the value half (the low word on little-endian); named
+  // semaphores are process-shared, so no private flag.
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(sem_), FUTEX_WAKE, 1, nullptr,
+          nullptr, 0);
 }
 
 bool SemLock::AcquireSlow(bool block, std::optional<double> timeout) {

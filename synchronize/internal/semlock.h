@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <memory>
@@ -73,7 +74,7 @@ class SemLock {
                    std::memory_order_relaxed);
       return true;
     }
-    if (sem_trywait(sem_) != 0 && !AcquireSlow(block, timeout)) return false;
+    if (!TryWaitFast() && !AcquireSlow(block, timeout)) return false;
     if (maxvalue_ == 1) {
       owner_.store(me, std::memory_order_relaxed);
       count_.store(1, std::memory_order_relaxed);
@@ -93,16 +94,14 @@ class SemLock {
         return;
       }
     } else if (maxvalue_ != kSemValueMax) {
-      int value = 0;
-      sem_getvalue(sem_, &value);
-      if (value >= maxvalue_) ThrowReleasedTooManyTimes();
+      if (ValueFast() >= maxvalue_) ThrowReleasedTooManyTimes();
     }
     if (maxvalue_ == 1) {
       // Before the post: once posted another thread may take ownership.
       count_.store(0, std::memory_order_relaxed);
       owner_.store(0, std::memory_order_relaxed);
     }
-    if (sem_post(sem_) != 0) ThrowPostFailed();
+    PostFast();
   }
 
   // For Condition.wait: releases a Lock / RLock the caller holds, however
@@ -142,6 +141,43 @@ class SemLock {
  private:
   SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue, bool creator);
   bool AcquireSlow(bool block, std::optional<double> timeout);
+
+  // The uncontended paths inline, on glibc's semaphore word (64-bit
+  // atomics: the value in the low half, the number of sleepers in the high
+  // half), doing exactly what sem_trywait / sem_post do but without the
+  // library calls. Where the layout check at start-up fails they call
+  // glibc.
+  static bool g_inline_sem;
+  std::atomic<uint64_t>* word() const {
+    return reinterpret_cast<std::atomic<uint64_t>*>(sem_);
+  }
+  bool TryWaitFast() {
+    if (!g_inline_sem) return sem_trywait(sem_) == 0;
+    uint64_t d = word()->load(std::memory_order_relaxed);
+    while ((d & 0xffffffffu) != 0) {
+      if (word()->compare_exchange_weak(d, d - 1, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    errno = EAGAIN;
+    return false;
+  }
+  int ValueFast() const {
+    if (!g_inline_sem) return GetValue();
+    return static_cast<int>(word()->load(std::memory_order_relaxed) &
+                            0x7fffffffu);
+  }
+  void PostFast() {
+    if (!g_inline_sem || maxvalue_ == kSemValueMax) {
+      if (sem_post(sem_) != 0) ThrowPostFailed();
+      return;
+    }
+    // Bounded by maxvalue (checked above), so no overflow check is needed.
+    uint64_t old = word()->fetch_add(1, std::memory_order_release);
+    if ((old >> 32) != 0) WakeOne();
+  }
+  void WakeOne();
   [[noreturn]] static void ThrowNotOwned();
   [[noreturn]] static void ThrowReleasedTooManyTimes();
   [[noreturn]] static void ThrowPostFailed();
