@@ -278,7 +278,10 @@ void StrRepr(std::string& out, std::string_view s) {
   out += quote;
 }
 
-void BytesRepr(std::string& out, std::string_view s) {
+// CPython's bytearray repr escapes every single quote, even inside double
+// quotes; bytes escapes only the quote it uses.
+void BytesRepr(std::string& out, std::string_view s,
+               bool is_bytearray = false) {
   bool has_single = s.find('\'') != std::string_view::npos;
   bool has_double = s.find('"') != std::string_view::npos;
   char quote = has_single && !has_double ? '"' : '\'';
@@ -286,7 +289,8 @@ void BytesRepr(std::string& out, std::string_view s) {
   out += quote;
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
-    if (c == static_cast<unsigned char>(quote) || c == '\\') {
+    if (c == static_cast<unsigned char>(quote) || c == '\\' ||
+        (is_bytearray && c == '\'')) {
       out += '\\';
       out += ch;
     } else if (c == '\t') {
@@ -401,7 +405,7 @@ void Repr(std::string& out, const Object& o) {
       return;
     case Object::Type::kByteArray:
       out += "bytearray(";
-      BytesRepr(out, o.as_bytes());
+      BytesRepr(out, o.as_bytes(), /*is_bytearray=*/true);
       out += ')';
       return;
     case Object::Type::kList:
