@@ -1,45 +1,12 @@
 #include "connection/address.h"
 
-#include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
+#include "reduction/pickle.h"
 
 namespace multiprocessing::connection {
-namespace {
-
-// Python's repr() of a str holding `s` (treated as Latin-1 bytes beyond ASCII
-// is good enough for addresses, which are ASCII in practice).
-std::string PyStrRepr(std::string_view s, bool as_bytes) {
-  const bool has_single = s.find('\'') != std::string_view::npos;
-  const bool has_double = s.find('"') != std::string_view::npos;
-  const char quote = (has_single && !has_double) ? '"' : '\'';
-  std::string out = as_bytes ? "b" : "";
-  out += quote;
-  for (unsigned char c : s) {
-    if (c == static_cast<unsigned char>(quote) || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f || (as_bytes && c >= 0x80)) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += quote;
-  return out;
-}
-
-}  // namespace
 
 std::string_view FamilyName(Family family) {
   return family == Family::kInet ? "AF_INET" : "AF_UNIX";
@@ -67,10 +34,11 @@ Address::Address(const char* path) : Address(std::string(path)) {}
 
 std::string Address::repr() const {
   if (family_ == Family::kInet) {
-    return absl::StrCat("(", PyStrRepr(host_, false), ", ", port_, ")");
+    return absl::StrCat("(", reduction::repr(host_), ", ", port_, ")");
   }
   // Python reports abstract-namespace names as bytes.
-  return PyStrRepr(host_, is_abstract());
+  return is_abstract() ? reduction::repr(reduction::Bytes{host_})
+                       : reduction::repr(host_);
 }
 
 std::string Address::str() const {

@@ -23,13 +23,7 @@ using std::chrono::seconds;
 using testing::ExitedOk;
 using testing::ForkChild;
 using testing::JoinChild;
-
-// Every blocking receive in these tests first waits for data with a deadline.
-std::string RecvBytes(Connection& c,
-                      std::optional<std::size_t> maxlength = std::nullopt) {
-  if (!c.poll(seconds(30))) throw TimeoutError("no message within 30 s");
-  return c.recv_bytes(maxlength);
-}
+using testing::RecvBytes;
 
 std::string ReadRaw(int fd, std::size_t n) {
   std::string out(n, '\0');

@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "connection/test_util.h"
@@ -18,6 +20,7 @@
 #include "errors/errors.h"
 #include "gtest/gtest.h"
 #include "process/process.h"
+#include "reduction/pickle.h"
 
 namespace multiprocessing::connection {
 namespace {
@@ -28,13 +31,8 @@ using testing::ExitedOk;
 using testing::ForkChild;
 using testing::JoinChild;
 using testing::PythonPeer;
+using testing::RecvBytes;
 using testing::TempDir;
-
-std::string RecvBytes(Connection& c,
-                      std::optional<std::size_t> maxlength = std::nullopt) {
-  if (!c.poll(seconds(60))) throw TimeoutError("no message within 60 s");
-  return c.recv_bytes(maxlength);
-}
 
 // accept() once the listener has a pending connection (failing after 60 s
 // instead of hanging).
@@ -453,6 +451,52 @@ TEST(InteropTest, Sha256HandshakeWithA312StylePythonPeer) {
         {"client", "k312", std::to_string(listener.address().port())});
     EXPECT_THROW(AcceptWithin(listener), AuthenticationError);
     EXPECT_EQ(py.ReadLine(), "failed");
+  }
+}
+
+TEST(InteropTest, ObjectsBothWaysWithPython) {
+  TempDir dir;
+  const std::string big = BigMessage();
+  {
+    Listener listener(Address("127.0.0.1", 0), {.authkey = "objects"});
+    PythonPeer py(
+        dir, kPythonClient,
+        {"inet", "127.0.0.1", std::to_string(listener.address().port()),
+         "objects", "objects"});
+    Connection c = AcceptWithin(listener);
+    EXPECT_EQ(py.ReadLine(), "connected");
+    c.send_bytes("abc");
+    EXPECT_EQ(RecvBytes(c), "cba");
+    c.send_bytes(big);
+    EXPECT_EQ(RecvBytes(c), Checksum(big));
+    EXPECT_TRUE(RecvBytes(c) == big);
+    const auto sent =
+        std::make_tuple(42, std::string("hello"), 2.5, std::optional<int>(),
+                        std::vector<int>{1, 2, 3});
+    c.send(sent);
+    EXPECT_EQ(py.ReadLine(), "(42, 'hello', 2.5, None, [1, 2, 3])");
+    ASSERT_TRUE(c.poll(seconds(60)));
+    EXPECT_TRUE(c.recv<std::remove_const_t<decltype(sent)>>() == sent);
+    ASSERT_TRUE(c.poll(seconds(60)));
+    EXPECT_EQ(
+        reduction::repr(c.recv()),
+        "[1, 'two', 3.5, None, (True, b'x'), {'k': [1180591620717411303424]}]");
+  }
+  {
+    PythonPeer py(dir, kPythonListener, {"objects", "objects"});
+    const int port = std::stoi(py.ReadLine());
+    Connection c = Client(Address("127.0.0.1", port), {.authkey = "objects"});
+    EXPECT_EQ(py.ReadLine(), "accepted");
+    EXPECT_EQ(RecvBytes(c), "hello from python");
+    c.send_bytes("shout");
+    EXPECT_EQ(RecvBytes(c), "SHOUT");
+    c.send_bytes(big);
+    EXPECT_TRUE(RecvBytes(c) == big);
+    ASSERT_TRUE(c.poll(seconds(60)));
+    EXPECT_EQ(reduction::repr(c.recv()),
+              "{'list': [1, 2.5, 'x'], 'none': None, 'tuple': (1, b'b')}");
+    c.send(std::map<std::string, std::vector<double>>{{"a", {1.5}}, {"b", {}}});
+    EXPECT_EQ(py.ReadLine(), "{'a': [1.5], 'b': []}");
   }
 }
 

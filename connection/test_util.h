@@ -17,9 +17,12 @@
 #include <exception>
 #include <fstream>
 #include <functional>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "errors/errors.h"
 #include "gtest/gtest.h"
 
 extern char** environ;
@@ -68,6 +71,16 @@ inline int JoinChild(pid_t pid,
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return status;
+}
+
+// recv_bytes() once a message is there, raising TimeoutError after 60 s instead
+// of hanging.
+template <class Conn>
+std::string RecvBytes(Conn& c,
+                      std::optional<std::size_t> maxlength = std::nullopt) {
+  if (!c.poll(std::chrono::seconds(60)))
+    throw TimeoutError("no message within 60 s");
+  return c.recv_bytes(maxlength);
 }
 
 inline bool ExitedOk(int status) {
