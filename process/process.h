@@ -45,6 +45,8 @@
 #include <vector>
 
 #include "errors/errors.h"
+#include "reduction/pickle.h"
+#include "reduction/registry.h"
 
 namespace multiprocessing {
 
@@ -230,6 +232,10 @@ template <class R, class... P>
 struct FunctionPointerOf<R (*)(P...)> {
   static constexpr bool value = true;
 };
+template <class R, class... P>
+struct FunctionPointerOf<R (*)(P...) noexcept> {
+  static constexpr bool value = true;
+};
 
 // A human-readable name of a C++ type, for error messages.
 std::string TypeName(const std::type_info& type);
@@ -270,8 +276,30 @@ void SetFunctionTarget(Process& process, R (*fn)(P...), Args&&... args) {
   auto bound = std::make_shared<Tuple>(std::forward<Args>(args)...);
   std::function<void()> call = [fn, bound] { CallWith<P...>(fn, *bound); };
   PickledTargetFactory pickled = [fn, bound]() -> PickledTarget {
-    (void)fn;
-    throw NotImplementedError("spawn is not available yet");
+    if constexpr ((reduction::Picklable<std::decay_t<P>> && ...)) {
+      const reduction::RegisteredFunction& registered =
+          reduction::RequireFunction(fn);
+      PickledTarget target;
+      target.function = registered.name;
+      reduction::OutOfBand oob;
+      target.args = reduction::dumps(*bound, &oob);
+      target.fds.swap(oob.fds);
+      return target;
+    } else {
+      (void)fn;
+      std::string unpicklable;
+      ((reduction::Picklable<std::decay_t<P>>
+            ? void()
+            : void(unpicklable += (unpicklable.empty() ? "" : ", ") +
+                                  TypeName(typeid(std::decay_t<P>)))),
+       ...);
+      throw PicklingError(
+          "an argument of the Process target cannot be pickled (type " +
+          unpicklable +
+          "), which the spawn and forkserver start methods need; give the "
+          "type a reduction::Pickler (MP_PICKLE_FIELDS for a struct) or use "
+          "the fork start method");
+    }
   };
   ProcessAccess::SetTarget(process, std::move(call), std::move(pickled),
                            TypeName(typeid(fn)));

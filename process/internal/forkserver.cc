@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -58,6 +59,24 @@ sockaddr_un MakeAddress(const std::string& path) {
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   return addr;
+}
+
+// A private directory under /tmp, for when the temp dir's path is too long
+// for a socket address (108 bytes), as under `bazel test`; removed at exit.
+std::string ShortTempDir() {
+  static std::string* dir = nullptr;
+  if (dir != nullptr && !dir->empty()) return *dir;
+  std::string pattern = "/tmp/pymp-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) RaiseOSError("mkdtemp", errno);
+  if (dir == nullptr) dir = new std::string;
+  *dir = pattern;
+  Finalize(
+      [] {
+        ::rmdir(dir->c_str());
+        dir->clear();
+      },
+      -100);
+  return pattern;
 }
 
 // Stops the server we spawned: EOF on the alive pipe, then wait for it (kill
@@ -109,8 +128,11 @@ std::string EnsureRunningLocked(ForkserverClient& c) {
     c.alive_w = -1;
     c.pid = 0;
   }
-  const std::string address =
+  std::string address =
       absl::StrCat(get_temp_dir(), "/forkserver-", ++c.generation);
+  if (address.size() >= sizeof(sockaddr_un::sun_path)) {
+    address = absl::StrCat(ShortTempDir(), "/forkserver-", c.generation);
+  }
   sockaddr_un addr = MakeAddress(address);
   int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listener < 0) RaiseOSError("socket", errno);
@@ -204,10 +226,26 @@ class ForkserverPopen : public Popen {
   std::optional<int> Collect() override {
     pollfd p{sentinel_, POLLIN, 0};
     if (::poll(&p, 1, 0) <= 0) return std::nullopt;
-    std::optional<int64_t> code = ReadSigned(sentinel_);
-    // EOF without a code: the server died before it could report.
-    return code ? static_cast<int>(*code) : 255;
+    if (orphaned_) return 255;  // ended; its exit status went to init
+    if (std::optional<int64_t> code = ReadSigned(sentinel_)) {
+      return static_cast<int>(*code);
+    }
+    // EOF without a code: the server died before it could report. If the
+    // child still runs, watch it through its pidfd, at the same fd number
+    // so that the sentinel a caller holds stays valid.
+    if (pidfd_ >= 0) {
+      pollfd child{pidfd_, POLLIN, 0};
+      if (::poll(&child, 1, 0) == 0 &&
+          ::dup3(pidfd_, sentinel_, O_CLOEXEC) >= 0) {
+        orphaned_ = true;
+        return std::nullopt;
+      }
+    }
+    return 255;
   }
+
+ private:
+  bool orphaned_ = false;
 };
 
 // The server's SIGCHLD handler only wakes the loop.

@@ -41,9 +41,10 @@ std::optional<int> Popen::Wait(
     std::optional<std::chrono::duration<double>> timeout) {
   using Clock = std::chrono::steady_clock;
   const auto deadline =
-      timeout ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                   std::max(*timeout, std::chrono::duration<double>::zero()))
-              : Clock::time_point::max();
+      timeout
+          ? Clock::now() + std::chrono::duration_cast<Clock::duration>(std::max(
+                               *timeout, std::chrono::duration<double>::zero()))
+          : Clock::time_point::max();
   int fd;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -62,11 +63,15 @@ std::optional<int> Popen::Wait(
     }
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, ms);
-    if (r > 0) break;
+    if (r < 0 && errno != EINTR) RaiseOSError("poll", errno);
     if (r == 0) return Poll();
-    if (errno != EINTR) RaiseOSError("poll", errno);
+    if (r > 0) {
+      // Ready means ended, except when a forkserver child lost its server:
+      // then the sentinel now watches the child itself; wait again.
+      if (std::optional<int> code = Poll()) return code;
+      if (timeout && Clock::now() >= deadline) return std::nullopt;
+    }
   }
-  return Poll();
 }
 
 void Popen::SendSignal(int sig) {
