@@ -1,10 +1,14 @@
 #include "synchronize/synchronize.h"
 
+#include <unistd.h>
+
 #include <climits>
 #include <cstdio>
 #include <string>
+#include <tuple>
 
 #include "process/process.h"
+#include "reduction/registry.h"
 #include "synchronize/internal/futex.h"
 #include "synchronize/internal/heap.h"
 
@@ -381,3 +385,162 @@ std::string Barrier::repr() const {
 }
 
 }  // namespace multiprocessing::synchronize
+
+// ---- Pickling
+
+namespace multiprocessing::internal {
+
+void SaveSemLock(reduction::Writer& w, const SemLock& sem) {
+  w.save(std::make_tuple(sem.name(), static_cast<int>(sem.kind()),
+                         sem.maxvalue()));
+}
+
+std::shared_ptr<SemLock> LoadSemLock(reduction::Reader& r) {
+  auto [name, kind, maxvalue] = r.load<std::tuple<std::string, int, int>>();
+  if (kind != static_cast<int>(SemLock::Kind::kRecursiveMutex) &&
+      kind != static_cast<int>(SemLock::Kind::kSemaphore)) {
+    throw ValueError("unrecognized semaphore kind " + std::to_string(kind));
+  }
+  return SemLock::Open(name, static_cast<SemLock::Kind>(kind), maxvalue);
+}
+
+void SaveBlock(reduction::Writer& w, const SharedBlock& block) {
+  size_t index = w.add_fd(block.fd());
+  w.save(std::make_tuple(static_cast<uint64_t>(index),
+                         static_cast<uint64_t>(block.offset()),
+                         static_cast<uint64_t>(block.size())));
+}
+
+std::shared_ptr<SharedBlock> LoadBlock(reduction::Reader& r) {
+  auto [index, offset, size] =
+      r.load<std::tuple<uint64_t, uint64_t, uint64_t>>();
+  int fd = r.dup_fd(index);
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  return SharedBlock::Rebuild(fd, offset, size);
+}
+
+}  // namespace multiprocessing::internal
+
+namespace multiprocessing::reduction {
+
+using multiprocessing::internal::LoadBlock;
+using multiprocessing::internal::LoadSemLock;
+using multiprocessing::internal::SaveBlock;
+using multiprocessing::internal::SaveSemLock;
+using multiprocessing::internal::SyncAccess;
+
+void Pickler<synchronize::Condition>::Save(Writer& w,
+                                           const synchronize::Condition& c) {
+  w.begin_tuple();
+  SaveSemLock(w, *SyncAccess::ConditionLock(c));
+  SaveBlock(w, *SyncAccess::ConditionBlock(c));
+  w.end_tuple();
+}
+
+synchronize::Condition Pickler<synchronize::Condition>::Load(Reader& r) {
+  std::shared_ptr<multiprocessing::internal::SemLock> lock;
+  std::shared_ptr<multiprocessing::internal::SharedBlock> block;
+  int n = 0;
+  r.read_sequence(
+      Reader::kTuple,
+      [&] {
+        if (n == 0) {
+          lock = LoadSemLock(r);
+        } else if (n == 1) {
+          block = LoadBlock(r);
+        } else {
+          r.fail_type("a Condition (lock, state)");
+        }
+        ++n;
+      },
+      [&](size_t keep) { n = static_cast<int>(keep); });
+  if (!lock || !block || lock->maxvalue() != 1) {
+    throw TypeError("a pickled Condition needs a Lock or RLock and its state");
+  }
+  return SyncAccess::MakeCondition(std::move(lock), std::move(block));
+}
+
+void Pickler<synchronize::Event>::Save(Writer& w, const synchronize::Event& e) {
+  SaveBlock(w, *SyncAccess::EventBlock(e));
+}
+
+synchronize::Event Pickler<synchronize::Event>::Load(Reader& r) {
+  return SyncAccess::MakeEvent(LoadBlock(r));
+}
+
+void Pickler<synchronize::Barrier>::Save(Writer& w,
+                                         const synchronize::Barrier& b) {
+  w.begin_tuple();
+  w.write_int(b.parties());
+  if (b.action() != nullptr) {
+    w.write_str(RequireFunction(b.action()).name);
+  } else {
+    w.write_none();
+  }
+  if (b.timeout()) {
+    w.write_float(b.timeout()->count());
+  } else {
+    w.write_none();
+  }
+  w.save(SyncAccess::BarrierCondition(b));
+  SaveBlock(w, *SyncAccess::BarrierBlock(b));
+  w.end_tuple();
+}
+
+synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
+  int parties = 0;
+  synchronize::Barrier::Action action = nullptr;
+  synchronize::Timeout timeout;
+  std::optional<synchronize::Condition> cond;
+  std::shared_ptr<multiprocessing::internal::SharedBlock> block;
+  int n = 0;
+  r.read_sequence(
+      Reader::kTuple,
+      [&] {
+        switch (n++) {
+          case 0:
+            parties = r.read_int<int>();
+            break;
+          case 1:
+            if (r.next_is_none()) {
+              r.read_none();
+            } else {
+              std::string name = r.read_str();
+              const RegisteredFunction* f = FindFunction(name);
+              if (f == nullptr) {
+                throw UnpicklingError("Barrier action '" + name +
+                                      "' is not registered in this program");
+              }
+              action = reinterpret_cast<synchronize::Barrier::Action>(
+                  const_cast<void*>(f->address));
+            }
+            break;
+          case 2:
+            if (r.next_is_none()) {
+              r.read_none();
+            } else {
+              timeout = std::chrono::duration<double>(r.read_float());
+            }
+            break;
+          case 3:
+            cond = r.load<synchronize::Condition>();
+            break;
+          case 4:
+            block = LoadBlock(r);
+            break;
+          default:
+            r.fail_type("a Barrier (parties, action, timeout, cond, state)");
+        }
+      },
+      [&](size_t keep) { n = static_cast<int>(keep); });
+  if (!cond || !block) {
+    throw TypeError("a pickled Barrier needs its condition and state");
+  }
+  return SyncAccess::MakeBarrier(parties, action, timeout, std::move(*cond),
+                                 std::move(block));
+}
+
+}  // namespace multiprocessing::reduction

@@ -42,6 +42,7 @@
 #include <utility>
 
 #include "errors/errors.h"
+#include "reduction/pickle.h"
 #include "synchronize/internal/semlock.h"
 
 namespace multiprocessing {
@@ -377,8 +378,63 @@ struct SyncAccess {
                                 std::move(b));
   }
 };
+
+// Pickling pieces shared with sharedctypes: a semaphore travels as (name,
+// kind, maxvalue); a shared block as (descriptor index, offset, size) with
+// its arena's descriptor out of band.
+void SaveSemLock(reduction::Writer& w, const SemLock& sem);
+std::shared_ptr<SemLock> LoadSemLock(reduction::Reader& r);
+void SaveBlock(reduction::Writer& w, const SharedBlock& block);
+std::shared_ptr<SharedBlock> LoadBlock(reduction::Reader& r);
 }  // namespace internal
 
 }  // namespace multiprocessing
+
+namespace multiprocessing::reduction {
+// The primitives pickle by reference to the same underlying objects (the
+// semaphore's name, the shared state's descriptor), so a spawn or forkserver
+// child gets handles on the very lock, condition, ... of its parent. A
+// Barrier's action travels by its registered name (PicklingError if it is
+// not registered with MP_REGISTER_FUNCTION).
+template <class T>
+requires(std::is_same_v<T, synchronize::Lock> ||
+         std::is_same_v<T, synchronize::RLock> ||
+         std::is_same_v<T, synchronize::Semaphore> ||
+         std::is_same_v<T, synchronize::BoundedSemaphore>) struct Pickler<T> {
+  static void Save(Writer& w, const T& v) {
+    multiprocessing::internal::SaveSemLock(
+        w, *multiprocessing::internal::SyncAccess::Sem(v));
+  }
+  static T Load(Reader& r) {
+    auto sem = multiprocessing::internal::LoadSemLock(r);
+    using Kind = multiprocessing::internal::SemLock::Kind;
+    bool recursive = sem->kind() == Kind::kRecursiveMutex;
+    bool want_recursive = std::is_same_v<T, synchronize::RLock>;
+    bool want_lock = std::is_same_v<T, synchronize::Lock> ||
+                     std::is_same_v<T, synchronize::RLock>;
+    if (recursive != want_recursive || (want_lock && sem->maxvalue() != 1)) {
+      throw TypeError(
+          "the pickled semaphore is not of the expected kind (Lock, RLock, "
+          "Semaphore or BoundedSemaphore)");
+    }
+    return multiprocessing::internal::SyncAccess::FromSem<T>(std::move(sem));
+  }
+};
+template <>
+struct Pickler<synchronize::Condition> {
+  static void Save(Writer& w, const synchronize::Condition& c);
+  static synchronize::Condition Load(Reader& r);
+};
+template <>
+struct Pickler<synchronize::Event> {
+  static void Save(Writer& w, const synchronize::Event& e);
+  static synchronize::Event Load(Reader& r);
+};
+template <>
+struct Pickler<synchronize::Barrier> {
+  static void Save(Writer& w, const synchronize::Barrier& b);
+  static synchronize::Barrier Load(Reader& r);
+};
+}  // namespace multiprocessing::reduction
 
 #endif  // MULTIPROCESSING_SYNCHRONIZE_SYNCHRONIZE_H_

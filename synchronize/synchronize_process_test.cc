@@ -1,9 +1,9 @@
-// The primitives between processes.
+// The primitives between processes, under each start method: handles are
+// Process arguments (pickled by name and descriptor for spawn and
+// forkserver, inherited under fork).
 #include <signal.h>
 
-#include <atomic>
 #include <chrono>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -11,62 +11,152 @@
 #include "gtest/gtest.h"
 #include "process/context.h"
 #include "process/process.h"
+#include "reduction/registry.h"
 #include "synchronize/internal/heap.h"
 #include "synchronize/internal/test_util.h"
 #include "synchronize/synchronize.h"
 
-namespace multiprocessing {
-namespace {
+namespace multiprocessing::sync_test {
 
 using namespace std::chrono_literals;
-using internal::SharedBlock;
 
-// Starts `p`, joins it with a deadline and returns its exit code.
-int RunToEnd(Process p) {
-  p.start();
-  p.join(60s);
-  if (!p.exitcode()) {
-    p.kill();
-    p.join(10s);
-    return -1000;
+// ---- Child targets (registered: spawn and forkserver children find them by
+// name).
+
+void HoldLock(Lock lock, Event held, Event never) {
+  lock.acquire();
+  held.set();
+  never.wait(60s);
+}
+MP_REGISTER_FUNCTION(HoldLock);
+
+void HoldRLockTwice(RLock lock, Event held, Event done) {
+  lock.acquire();
+  lock.acquire();
+  held.set();
+  done.wait(60s);
+  lock.release();
+  lock.release();
+}
+MP_REGISTER_FUNCTION(HoldRLockTwice);
+
+void CountWithSemaphores(Lock lock, Semaphore total, int n) {
+  // Increments a counter kept in a semaphore's value, one step at a time
+  // under the lock.
+  for (int i = 0; i < n; ++i) {
+    std::lock_guard<Lock> guard(lock);
+    total.release();
   }
-  return *p.exitcode();
+}
+MP_REGISTER_FUNCTION(CountWithSemaphores);
+
+void UseSemaphores(Semaphore s, BoundedSemaphore b) {
+  for (int i = 0; i < 3; ++i) s.release();
+  b.acquire();
+}
+MP_REGISTER_FUNCTION(UseSemaphores);
+
+void PingPong(Condition c, int rounds) {
+  std::lock_guard<Condition> guard(c);
+  c.notify();
+  for (int i = 0; i < rounds; ++i) {
+    if (!c.wait(30s)) multiprocessing::exit(2);
+    c.notify();
+  }
+}
+MP_REGISTER_FUNCTION(PingPong);
+
+void WaitNotified(Condition c, Semaphore ready, Semaphore woke) {
+  std::lock_guard<Condition> guard(c);
+  ready.release();
+  if (!c.wait(60s)) multiprocessing::exit(3);
+  woke.release();
+}
+MP_REGISTER_FUNCTION(WaitNotified);
+
+void WaitAlone(Condition c, Semaphore timed_out) {
+  std::lock_guard<Condition> guard(c);
+  if (!c.wait(50ms)) timed_out.release();
+}
+MP_REGISTER_FUNCTION(WaitAlone);
+
+void WaitEvent(Event e, double seconds, bool expect) {
+  if (e.wait(std::chrono::duration<double>(seconds)) != expect) {
+    multiprocessing::exit(4);
+  }
+}
+MP_REGISTER_FUNCTION(WaitEvent);
+
+void BarrierParty(Barrier b, Semaphore seen, int rounds) {
+  for (int round = 0; round < rounds; ++round) {
+    int index = b.wait();
+    for (int i = 0; i <= index; ++i) seen.release();  // sum of index+1
+  }
+}
+MP_REGISTER_FUNCTION(BarrierParty);
+
+void BarrierQuitter(Barrier b) {
+  try {
+    b.wait(50ms);
+  } catch (const BrokenBarrierError&) {
+    multiprocessing::exit(7);
+  }
+}
+MP_REGISTER_FUNCTION(BarrierQuitter);
+
+std::string LockReprInChild(Lock lock) {
+  std::lock_guard<Lock> guard(lock);
+  return lock.repr();
 }
 
-TEST(SynchronizeProcessTest, ProcessesIncrementUnderLock) {
+void ReportRepr(Lock lock, Event ok) {
+  if (LockReprInChild(lock) == "<Lock(owner=Worker)>") ok.set();
+}
+MP_REGISTER_FUNCTION(ReportRepr);
+
+class SynchronizeProcessTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  const Context& ctx() const { return get_context(GetParam()); }
+
+  template <class F, class... A>
+  Process Start(F f, A&&... args) {
+    Process p = ctx().Process(f, std::forward<A>(args)...);
+    p.start();
+    return p;
+  }
+  template <class F, class... A>
+  int Run(F f, A&&... args) {
+    Process p = Start(f, std::forward<A>(args)...);
+    return Join(p);
+  }
+  static int Join(Process& p) {
+    p.join(60s);
+    if (!p.exitcode()) {
+      p.kill();
+      p.join(10s);
+      return -1000;
+    }
+    return *p.exitcode();
+  }
+};
+
+TEST_P(SynchronizeProcessTest, ProcessesCountUnderLock) {
   Lock lock;
-  auto block = SharedBlock::Allocate(sizeof(long));
-  long* counter = static_cast<long*>(block->data());
+  Semaphore total(0);
   constexpr int kProcesses = 4;
-  constexpr int kIncrements = 5000;
+  constexpr int kIncrements = 500;
   std::vector<Process> children;
   for (int i = 0; i < kProcesses; ++i) {
-    children.emplace_back([lock, counter]() mutable {
-      for (int j = 0; j < kIncrements; ++j) {
-        std::lock_guard<Lock> guard(lock);
-        long v = *static_cast<volatile long*>(counter);
-        *static_cast<volatile long*>(counter) = v + 1;
-      }
-    });
-    children.back().start();
+    children.push_back(Start(&CountWithSemaphores, lock, total, kIncrements));
   }
-  for (auto& p : children) {
-    p.join(60s);
-    ASSERT_EQ(p.exitcode(), 0);
-  }
-  EXPECT_EQ(*counter, kProcesses * kIncrements);
+  for (auto& p : children) ASSERT_EQ(Join(p), 0);
+  EXPECT_EQ(total.get_value(), kProcesses * kIncrements);
 }
 
-TEST(SynchronizeProcessTest, LockHeldByKilledProcessStaysHeld) {
+TEST_P(SynchronizeProcessTest, LockHeldByKilledProcessStaysHeld) {
   Lock lock;
-  Event held;
-  Event never;
-  Process p([lock, held, never]() mutable {
-    lock.acquire();
-    held.set();
-    never.wait(60s);
-  });
-  p.start();
+  Event held, never;
+  Process p = Start(&HoldLock, lock, held, never);
   ASSERT_TRUE(held.wait(30s));
   EXPECT_EQ(lock.repr(), "<Lock(owner=SomeOtherProcess)>");
   EXPECT_FALSE(lock.acquire(true, 100ms));
@@ -74,7 +164,7 @@ TEST(SynchronizeProcessTest, LockHeldByKilledProcessStaysHeld) {
   p.join(30s);
   ASSERT_EQ(p.exitcode(), -SIGKILL);
   // The dead process's lock is still held, as in CPython: waiters with a
-  // timeout give up, nothing else is affected.
+  // timeout give up; nothing else is affected.
   EXPECT_FALSE(lock.acquire(true, 50ms));
   Lock other;
   EXPECT_TRUE(other.acquire(true, 1s));
@@ -85,18 +175,10 @@ TEST(SynchronizeProcessTest, LockHeldByKilledProcessStaysHeld) {
   lock.release();
 }
 
-TEST(SynchronizeProcessTest, RLockOwnedByAnotherProcess) {
+TEST_P(SynchronizeProcessTest, RLockOwnedByAnotherProcess) {
   RLock lock;
   Event held, done;
-  Process p([lock, held, done]() mutable {
-    lock.acquire();
-    lock.acquire();
-    held.set();
-    done.wait(60s);
-    lock.release();
-    lock.release();
-  });
-  p.start();
+  Process p = Start(&HoldRLockTwice, lock, held, done);
   ASSERT_TRUE(held.wait(30s));
   EXPECT_EQ(lock.repr(), "<RLock(SomeOtherProcess, nonzero)>");
   EXPECT_THROW(lock.release(), AssertionError);
@@ -105,82 +187,54 @@ TEST(SynchronizeProcessTest, RLockOwnedByAnotherProcess) {
   EXPECT_TRUE(lock.acquire(true, 30s));
   EXPECT_EQ(lock.repr(), "<RLock(MainProcess, 1)>");
   lock.release();
-  p.join(30s);
-  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(Join(p), 0);
 }
 
-TEST(SynchronizeProcessTest, ChildNamesItselfInRepr) {
+TEST_P(SynchronizeProcessTest, ChildNamesItselfInRepr) {
   Lock lock;
-  auto block = SharedBlock::Allocate(128);
-  char* out = static_cast<char*>(block->data());
-  Process p(ProcessOptions{.name = "Worker"}, [lock, out]() mutable {
-    lock.acquire();
-    std::string r = lock.repr();
-    lock.release();
-    std::strncpy(out, r.c_str(), 127);
-  });
-  ASSERT_EQ(RunToEnd(p), 0);
-  EXPECT_STREQ(out, "<Lock(owner=Worker)>");
+  Event ok;
+  Process p =
+      ctx().Process(ProcessOptions{.name = "Worker"}, &ReportRepr, lock, ok);
+  p.start();
+  ASSERT_EQ(Join(p), 0);
+  EXPECT_TRUE(ok.is_set());
 }
 
-TEST(SynchronizeProcessTest, SemaphoreAcrossProcesses) {
+TEST_P(SynchronizeProcessTest, SemaphoresAcrossProcesses) {
   Semaphore s(0);
   BoundedSemaphore b(1);
-  Process p([s, b]() mutable {
-    for (int i = 0; i < 3; ++i) s.release();
-    b.acquire();
-  });
-  ASSERT_EQ(RunToEnd(p), 0);
+  ASSERT_EQ(Run(&UseSemaphores, s, b), 0);
   EXPECT_EQ(s.get_value(), 3);
   EXPECT_FALSE(b.acquire(false));
   b.release();
   EXPECT_THROW(b.release(), ValueError);
 }
 
-TEST(SynchronizeProcessTest, ConditionPingPong) {
+TEST_P(SynchronizeProcessTest, ConditionPingPong) {
   Condition c;
-  constexpr int kRounds = 2000;
-  Process p([c]() mutable {
-    std::lock_guard<Condition> guard(c);
-    c.notify();
-    for (int i = 0; i < kRounds; ++i) {
-      if (!c.wait(30s)) multiprocessing::exit(2);
-      c.notify();
-    }
-  });
+  constexpr int kRounds = 500;
+  Process p;
   {
     std::lock_guard<Condition> guard(c);
-    p.start();
+    p = Start(&PingPong, c, kRounds);
     ASSERT_TRUE(c.wait(30s));
     for (int i = 0; i < kRounds; ++i) {
       c.notify();
       ASSERT_TRUE(c.wait(30s)) << "round " << i;
     }
   }
-  p.join(30s);
-  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(Join(p), 0);
 }
 
-TEST(SynchronizeProcessTest, ConditionNotifyCountsAndTimeouts) {
+TEST_P(SynchronizeProcessTest, ConditionNotifyCountsAndTimeouts) {
   Condition c{Lock()};
   Semaphore ready(0), woke(0), timed_out(0);
+  ASSERT_EQ(Run(&WaitAlone, c, timed_out), 0);
+  EXPECT_TRUE(timed_out.acquire(false));
   std::vector<Process> children;
   for (int i = 0; i < 3; ++i) {
-    children.emplace_back([c, ready, woke]() mutable {
-      std::lock_guard<Condition> guard(c);
-      ready.release();
-      if (!c.wait(60s)) multiprocessing::exit(3);
-      woke.release();
-    });
-    children.back().start();
+    children.push_back(Start(&WaitNotified, c, ready, woke));
   }
-  Process lonely([c, timed_out]() mutable {
-    std::lock_guard<Condition> guard(c);
-    if (!c.wait(50ms)) timed_out.release();
-  });
-  lonely.start();
-  ASSERT_TRUE(timed_out.acquire(true, 30s));
-  lonely.join(30s);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(ready.acquire(true, 30s));
   {
     std::lock_guard<Condition> guard(c);
@@ -195,78 +249,78 @@ TEST(SynchronizeProcessTest, ConditionNotifyCountsAndTimeouts) {
   }
   ASSERT_TRUE(woke.acquire(true, 30s));
   ASSERT_TRUE(woke.acquire(true, 30s));
-  for (auto& p : children) {
-    p.join(30s);
-    EXPECT_EQ(p.exitcode(), 0);
-  }
+  for (auto& p : children) EXPECT_EQ(Join(p), 0);
 }
 
-TEST(SynchronizeProcessTest, EventAcrossProcesses) {
+TEST_P(SynchronizeProcessTest, EventAcrossProcesses) {
   Event e;
   std::vector<Process> children;
   for (int i = 0; i < 3; ++i) {
-    children.emplace_back([e]() mutable {
-      if (!e.wait(60s)) multiprocessing::exit(4);
-    });
-    children.back().start();
+    children.push_back(Start(&WaitEvent, e, 60.0, true));
   }
-  Process impatient([e]() mutable {
-    if (e.wait(20ms)) multiprocessing::exit(5);
-  });
-  EXPECT_EQ(RunToEnd(impatient), 0);
+  EXPECT_EQ(Run(&WaitEvent, e, 0.02, false), 0);
   e.set();
-  for (auto& p : children) {
-    p.join(30s);
-    EXPECT_EQ(p.exitcode(), 0);
-  }
+  for (auto& p : children) EXPECT_EQ(Join(p), 0);
   EXPECT_TRUE(e.is_set());
 }
 
-long* g_action_counter = nullptr;
-void CountInShared() { ++*g_action_counter; }
-
-TEST(SynchronizeProcessTest, BarrierAcrossProcesses) {
-  auto block = SharedBlock::Allocate(64);
-  long* shared = static_cast<long*>(block->data());
-  g_action_counter = shared;
-  Barrier b(4, &CountInShared, 60s);
+TEST_P(SynchronizeProcessTest, BarrierAcrossProcesses) {
+  Barrier b(4, nullptr, 60s);
+  Semaphore seen(0);
+  constexpr int kRounds = 3;
   std::vector<Process> children;
   for (int i = 0; i < 3; ++i) {
-    children.emplace_back([b, shared]() mutable {
-      for (int round = 0; round < 3; ++round) {
-        int index = b.wait();
-        __atomic_fetch_or(&shared[1 + round], 1L << index, __ATOMIC_SEQ_CST);
-      }
-    });
-    children.back().start();
+    children.push_back(Start(&BarrierParty, b, seen, kRounds));
   }
-  for (int round = 0; round < 3; ++round) {
-    int index = b.wait();
-    __atomic_fetch_or(&shared[1 + round], 1L << index, __ATOMIC_SEQ_CST);
-  }
-  for (auto& p : children) {
-    p.join(30s);
-    EXPECT_EQ(p.exitcode(), 0);
-  }
-  EXPECT_EQ(shared[0], 3);  // the action ran once per round
-  for (int round = 0; round < 3; ++round) EXPECT_EQ(shared[1 + round], 0xF);
+  int mine = 0;
+  for (int round = 0; round < kRounds; ++round) mine += b.wait() + 1;
+  for (auto& p : children) EXPECT_EQ(Join(p), 0);
+  // Each round hands out indices 0..3 once: (1+2+3+4) per round in total.
+  EXPECT_EQ(seen.get_value() + mine, kRounds * 10);
 
   // A party that gives up breaks the barrier for the others.
   Barrier lonely(2);
-  Process q([lonely]() mutable {
-    try {
-      lonely.wait(50ms);
-    } catch (const BrokenBarrierError&) {
-      multiprocessing::exit(7);
-    }
-  });
-  EXPECT_EQ(RunToEnd(q), 7);
+  EXPECT_EQ(Run(&BarrierQuitter, lonely), 7);
   EXPECT_TRUE(lonely.broken());
   EXPECT_THROW(lonely.wait(1s), BrokenBarrierError);
 }
 
-}  // namespace
-}  // namespace multiprocessing
+INSTANTIATE_TEST_SUITE_P(StartMethods, SynchronizeProcessTest,
+                         ::testing::Values("fork", "spawn", "forkserver"),
+                         [](const auto& info) { return info.param; });
+
+// ---- Fork-only: closures and a Barrier action touching inherited memory.
+
+long* g_action_counter = nullptr;
+void CountInShared() { ++*g_action_counter; }
+
+TEST(SynchronizeForkTest, BarrierActionRunsOncePerRound) {
+  auto block = internal::SharedBlock::Allocate(64);
+  long* shared = static_cast<long*>(block->data());
+  g_action_counter = shared;
+  Barrier b(3, &CountInShared, 60s);
+  std::vector<Process> children;
+  for (int i = 0; i < 2; ++i) {
+    children.emplace_back([b]() mutable {
+      for (int round = 0; round < 3; ++round) b.wait();
+    });
+    children.back().start();
+  }
+  for (int round = 0; round < 3; ++round) b.wait();
+  for (auto& p : children) {
+    p.join(30s);
+    EXPECT_EQ(p.exitcode(), 0);
+  }
+  EXPECT_EQ(*shared, 3);
+}
+
+TEST(SynchronizeForkTest, UnregisteredBarrierActionCannotBeSpawned) {
+  Barrier b(2, &CountInShared);
+  Process p = get_context("spawn").Process(&BarrierQuitter, b);
+  EXPECT_THROW(p.start(), PicklingError);
+}
+
+}  // namespace multiprocessing::sync_test
 
 int main(int argc, char** argv) {
   multiprocessing::freeze_support(argc, argv);
