@@ -292,7 +292,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   Locked locked = LockRobust(&h->write_lock, deadline);
   if (locked == Locked::kTimeout) return 0;
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
-  if (locked == Locked::kOwnerDied && h->write_partial > 0) {
+  if (h->write_partial > 0) {
     // A producer died while streaming a large frame: complete it with zero
     // bytes, which the consumer will fail to unpickle, so that the frames after
     // it stay readable.
@@ -349,6 +349,31 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   return written;
 }
 
+bool ShmRing::TryWrite(std::string_view frame) {
+  RingHeader* h = header_;
+  const uint64_t size = frame.size();
+  if (kFrameHeader + size > capacity_) return false;
+  int rc = pthread_mutex_trylock(&h->write_lock);
+  if (rc == EOWNERDEAD) {
+    // Recovery of a dead producer's partial frame is WriteFrames' job.
+    pthread_mutex_consistent(&h->write_lock);
+    pthread_mutex_unlock(&h->write_lock);
+    return false;
+  }
+  if (rc != 0) return false;
+  uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  bool fits = h->write_partial == 0 &&
+              capacity_ - (tail - h->head.load(std::memory_order_acquire)) >=
+                  kFrameHeader + size;
+  if (fits) {
+    CopyIn(tail, reinterpret_cast<const char*>(&size), kFrameHeader);
+    CopyIn(tail + kFrameHeader, frame.data(), size);
+    Publish(tail + kFrameHeader + size);
+  }
+  pthread_mutex_unlock(&h->write_lock);
+  return fits;
+}
+
 bool ShmRing::Read(std::string* out, Deadline deadline) {
   RingHeader* h = header_;
   Locked locked = LockRobust(&h->read_lock, deadline);
@@ -359,7 +384,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
     h->head.store(head, std::memory_order_release);
     Wake(&h->space_seq, &h->space_waiters);
   };
-  if (locked == Locked::kOwnerDied && h->read_partial > 0) {
+  if (h->read_partial > 0) {
     // A consumer died while streaming a large frame out: that frame is lost;
     // skip the rest of it.
     while (h->read_partial > 0) {

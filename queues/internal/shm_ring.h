@@ -58,6 +58,10 @@ class ShmRing {
   size_t Write(std::span<const std::string_view> frames,
                Deadline deadline = std::nullopt);
 
+  // Appends one frame if it fits now and no other producer is writing; never
+  // waits.
+  bool TryWrite(std::string_view frame);
+
   // Takes the next frame into `*out`. Returns false if `deadline` passed first.
   bool Read(std::string* out, Deadline deadline = std::nullopt);
 

@@ -1,0 +1,304 @@
+#include "queues/queues.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <new>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "logging/logging.h"
+#include "process/util.h"
+#include "queues/internal/shm_ring.h"
+
+namespace multiprocessing::queues {
+namespace internal {
+
+using ::multiprocessing::queues::internal::Deadline;
+
+Deadline DeadlineFor(bool block, const Timeout& timeout) {
+  auto now = std::chrono::steady_clock::now();
+  if (!block) return now;
+  if (!timeout) return std::nullopt;
+  auto left = std::max(*timeout, std::chrono::duration<double>::zero());
+  return now +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(left);
+}
+
+// One process's view of a queue: the shared ring, and this process's feeder
+// thread with the items it still holds. Handles (Queue copies) share it; the
+// feeder thread holds it too while it runs.
+class QueueCore : public std::enable_shared_from_this<QueueCore> {
+ public:
+  QueueCore(std::shared_ptr<ShmRing> ring, int64_t maxsize, bool joinable)
+      : ring_(std::move(ring)), maxsize_(maxsize), joinable_(joinable) {
+    // A forked child inherits this object as it was at fork time, possibly
+    // mid-use by the parent's feeder thread, which does not exist in the child:
+    // start over with an empty local buffer.
+    after_fork_token_ = register_after_fork([this] { ResetAfterFork(); });
+  }
+
+  ~QueueCore() { unregister_after_fork(after_fork_token_); }
+
+  ShmRing& ring() { return *ring_; }
+  int64_t maxsize() const { return maxsize_; }
+  bool joinable() const { return joinable_; }
+
+  void CheckOpen(const char* what) {
+    if (closed_.load(std::memory_order_relaxed)) {
+      throw ValueError(absl::StrCat("cannot ", what, ": the queue is closed"));
+    }
+  }
+
+  void Put(std::string frame, bool block, const Timeout& timeout) {
+    CheckOpen("put");
+    if (!ring_->AcquireSlot(maxsize_, DeadlineFor(block, timeout))) {
+      throw Full("the queue is full");
+    }
+    if (joinable_) ring_->AddUnfinished();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (buffer_.empty() && !feeder_writing_) {
+      // Fast path: straight into the ring when nobody else is writing and it
+      // has room.
+      if (ring_->TryWrite(frame)) return;
+    }
+    buffer_.push_back(std::move(frame));
+    if (!feeder_started_) StartFeeder();
+    if (feeder_waiting_) cv_.notify_one();
+  }
+
+  std::string Get(bool block, const Timeout& timeout) {
+    CheckOpen("get");
+    std::string frame;
+    if (!ring_->Read(&frame, DeadlineFor(block, timeout))) {
+      throw Empty("the queue is empty");
+    }
+    ring_->ReleaseSlot();
+    return frame;
+  }
+
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_.exchange(true)) return;
+    logging::sub_debug("telling queue thread to quit");
+    cv_.notify_one();
+  }
+
+  void JoinThread() {
+    if (!closed_.load()) {
+      throw AssertionError("join_thread() needs close() first");
+    }
+    std::thread feeder;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      feeder.swap(feeder_);
+    }
+    if (feeder.joinable()) {
+      logging::sub_debug("joining queue thread");
+      feeder.join();
+      logging::sub_debug("... queue thread joined");
+    }
+  }
+
+  void CancelJoinThread() {
+    logging::sub_debug("Queue.cancel_join_thread()");
+    cancel_join_.store(true);
+  }
+
+  // What the last handle going away (or exit) does: flush, unless cancelled.
+  void Release() {
+    Close();
+    if (cancel_join_.load()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (feeder_.joinable()) feeder_.detach();  // it holds a reference to us
+      return;
+    }
+    JoinThread();
+  }
+
+ private:
+  void StartFeeder() {
+    feeder_started_ = true;
+    logging::sub_debug("starting thread to feed data to pipe");
+    feeder_ = std::thread([self = shared_from_this()] { self->Feed(); });
+    // At exit: tell the feeder to finish early (priority 10), and wait for it
+    // after the children have been joined (priority -5), as CPython's Queue
+    // does.
+    std::weak_ptr<QueueCore> weak = weak_from_this();
+    close_at_exit_ = Finalize(
+        [weak] {
+          if (auto core = weak.lock()) core->Close();
+        },
+        10);
+    join_at_exit_ = Finalize(
+        [weak] {
+          if (auto core = weak.lock()) {
+            if (!core->cancel_join_.load()) core->JoinThread();
+          }
+        },
+        -5);
+  }
+
+  void Feed() {
+    std::vector<std::string> batch;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      if (buffer_.empty()) {
+        if (closed_.load()) break;
+        feeder_waiting_ = true;
+        cv_.wait(lock, [&] { return !buffer_.empty() || closed_.load(); });
+        feeder_waiting_ = false;
+        continue;
+      }
+      batch.assign(std::make_move_iterator(buffer_.begin()),
+                   std::make_move_iterator(buffer_.end()));
+      buffer_.clear();
+      feeder_writing_ = true;
+      lock.unlock();
+      ring_->Write(std::span<const std::string>(batch));
+      batch.clear();
+      lock.lock();
+      feeder_writing_ = false;
+    }
+    logging::sub_debug("feeder thread got sentinel -- exiting");
+  }
+
+  void ResetAfterFork() {
+    new (&mu_) std::mutex();
+    new (&cv_) std::condition_variable();
+    buffer_.clear();
+    // The parent's feeder thread does not exist here; forget it without
+    // std::thread's destructor, which would terminate the program for a
+    // joinable thread.
+    new (&feeder_) std::thread();
+    feeder_started_ = false;
+    feeder_waiting_ = false;
+    feeder_writing_ = false;
+    closed_.store(false);
+    cancel_join_.store(false);
+    close_at_exit_ = Finalize();
+    join_at_exit_ = Finalize();
+  }
+
+  const std::shared_ptr<ShmRing> ring_;
+  const int64_t maxsize_;
+  const bool joinable_;
+  int after_fork_token_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> buffer_;  // pickled items waiting for the feeder
+  std::thread feeder_;
+  bool feeder_started_ = false;
+  bool feeder_waiting_ = false;
+  bool feeder_writing_ = false;
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> cancel_join_{false};
+  Finalize close_at_exit_;
+  Finalize join_at_exit_;
+};
+
+void RaiseFdsUnsupported() {
+  throw TypeError(
+      "cannot put an object carrying file descriptors (a Connection, a "
+      "Lock...) on a Queue: pass it "
+      "as a Process argument or send it over a Pipe");
+}
+
+namespace {
+
+// The handle side: when the last user handle in this process goes, the queue is
+// released (flushed), even though the feeder thread still holds the core while
+// it finishes.
+std::shared_ptr<QueueCore> NewHandle(std::shared_ptr<QueueCore> core) {
+  QueueCore* raw = core.get();
+  return std::shared_ptr<QueueCore>(raw, [core](QueueCore*) mutable {
+    core->Release();
+    core.reset();
+  });
+}
+
+}  // namespace
+}  // namespace internal
+
+using internal::NewHandle;
+using internal::QueueCore;
+using internal::ShmRing;
+
+Queue::Queue(int64_t maxsize)
+    : core_(NewHandle(
+          std::make_shared<QueueCore>(ShmRing::Create(), maxsize, false))) {}
+
+void Queue::put_bytes(std::string pickled, bool block, Timeout timeout) {
+  core_->Put(std::move(pickled), block, timeout);
+}
+
+std::string Queue::get_bytes(bool block, Timeout timeout) {
+  return core_->Get(block, timeout);
+}
+
+int64_t Queue::qsize() const { return core_->ring().slots(); }
+bool Queue::empty() const { return core_->ring().Empty(); }
+bool Queue::full() const {
+  return core_->maxsize() > 0 && core_->ring().slots() >= core_->maxsize();
+}
+int64_t Queue::maxsize() const { return core_->maxsize(); }
+void Queue::close() { core_->Close(); }
+void Queue::join_thread() { core_->JoinThread(); }
+void Queue::cancel_join_thread() { core_->CancelJoinThread(); }
+int Queue::fd() const { return core_->ring().fd(); }
+
+Queue Queue::FromFd(int fd, int64_t maxsize) {
+  return Queue(NewHandle(
+      std::make_shared<QueueCore>(ShmRing::Attach(fd), maxsize, false)));
+}
+
+JoinableQueue JoinableQueue::FromFd(int fd, int64_t maxsize) {
+  return JoinableQueue(NewHandle(
+      std::make_shared<QueueCore>(ShmRing::Attach(fd), maxsize, true)));
+}
+
+JoinableQueue::JoinableQueue(int64_t maxsize)
+    : Queue(NewHandle(
+          std::make_shared<QueueCore>(ShmRing::Create(), maxsize, true))) {}
+
+void JoinableQueue::task_done() {
+  if (!core_->ring().TaskDone()) {
+    throw ValueError("task_done() called too many times");
+  }
+}
+
+bool JoinableQueue::join(Timeout timeout) {
+  return core_->ring().WaitNoUnfinished(internal::DeadlineFor(true, timeout));
+}
+
+SimpleQueue::SimpleQueue()
+    : core_(std::make_shared<QueueCore>(ShmRing::Create(), 0, false)) {}
+
+void SimpleQueue::put_bytes(const std::string& pickled) {
+  core_->CheckOpen("put");
+  std::string_view view(pickled);
+  core_->ring().Write(std::span<const std::string_view>(&view, 1));
+}
+
+std::string SimpleQueue::get_bytes() {
+  core_->CheckOpen("get");
+  std::string frame;
+  core_->ring().Read(&frame);
+  return frame;
+}
+
+bool SimpleQueue::empty() const { return core_->ring().Empty(); }
+void SimpleQueue::close() { core_->Close(); }
+int SimpleQueue::fd() const { return core_->ring().fd(); }
+
+SimpleQueue SimpleQueue::FromFd(int fd) {
+  return SimpleQueue(
+      std::make_shared<QueueCore>(ShmRing::Attach(fd), 0, false));
+}
+
+}  // namespace multiprocessing::queues

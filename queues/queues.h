@@ -1,0 +1,209 @@
+// Queues between processes, as Python's multiprocessing.Queue, SimpleQueue and
+// JoinableQueue.
+//
+//   multiprocessing::Queue q;
+//   multiprocessing::Process p([q]() mutable { q.put(std::make_tuple(42,
+//   std::nullopt, "hello")); }); p.start(); std::cout << repr(q.get()) << "\n";
+//   // (42, None, 'hello') p.join();
+//
+// Items are pickled (reduction/) in put(), in the calling thread, so an item
+// that cannot be pickled raises there (CPython loses it in the feeder thread).
+// get<T>() unpickles into T; the default, Object, takes any value. Queues are
+// passed to children as Process arguments under every start method.
+//
+// The transport is a ring in shared memory (internal/shm_ring.h) rather than
+// CPython's pipe: put copies the pickle into the ring when there is room, and
+// otherwise hands it to the queue's feeder thread, which writes buffered items
+// in batches as consumers make room; so put never blocks on a full ring, as in
+// CPython. A process that exits flushes what its feeder holds unless it called
+// cancel_join_thread(). A consumer killed while blocked in get() does not wedge
+// the others, and the item it was waiting for goes to the next consumer.
+#ifndef MULTIPROCESSING_QUEUES_QUEUES_H_
+#define MULTIPROCESSING_QUEUES_QUEUES_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#include "errors/errors.h"
+#include "reduction/pickle.h"
+
+namespace multiprocessing {
+namespace queues {
+
+// queue.Empty and queue.Full.
+class Empty : public Exception {
+ public:
+  explicit Empty(const std::string& message = "") : Exception(message) {}
+  const char* python_name() const noexcept override { return "Empty"; }
+};
+class Full : public Exception {
+ public:
+  explicit Full(const std::string& message = "") : Exception(message) {}
+  const char* python_name() const noexcept override { return "Full"; }
+};
+
+// Seconds; std::nullopt blocks for ever.
+using Timeout = std::optional<std::chrono::duration<double>>;
+
+namespace internal {
+class QueueCore;
+[[noreturn]] void RaiseFdsUnsupported();
+
+// Pickles a queue item; file descriptors cannot ride along (the ring carries
+// bytes only).
+template <class T>
+std::string PickleItem(const T& obj) {
+  reduction::OutOfBand oob;
+  std::string bytes = reduction::dumps(obj, &oob);
+  if (!oob.fds.empty()) RaiseFdsUnsupported();
+  return bytes;
+}
+}  // namespace internal
+
+// Python's multiprocessing.Queue. Copies are handles to the same queue.
+class Queue {
+ public:
+  // `maxsize` <= 0 means unbounded.
+  explicit Queue(int64_t maxsize = 0);
+
+  // Puts `obj`; with `block`, waits up to `timeout` for a free slot when the
+  // queue is full, else raises queues::Full at once. Raises ValueError after
+  // close().
+  template <class T>
+  void put(const T& obj, bool block = true, Timeout timeout = std::nullopt) {
+    put_bytes(internal::PickleItem(obj), block, timeout);
+  }
+  template <class T>
+  void put_nowait(const T& obj) {
+    put(obj, false);
+  }
+
+  // Takes the next item; with `block`, waits up to `timeout` for one, else
+  // raises queues::Empty.
+  template <class T = reduction::Object>
+  T get(bool block = true, Timeout timeout = std::nullopt) {
+    return reduction::loads<T>(get_bytes(block, timeout));
+  }
+  template <class T = reduction::Object>
+  T get_nowait() {
+    return get<T>(false);
+  }
+
+  // The same with already pickled items.
+  void put_bytes(std::string pickled, bool block = true,
+                 Timeout timeout = std::nullopt);
+  std::string get_bytes(bool block = true, Timeout timeout = std::nullopt);
+
+  // Approximate, as in Python: items put (including those still in feeder
+  // threads) and not yet got.
+  int64_t qsize() const;
+  bool empty() const;
+  bool full() const;
+  int64_t maxsize() const;
+
+  // This process will put no more: the feeder flushes what it holds and ends.
+  // put and get then raise.
+  void close();
+  // Waits for the feeder to flush and end; only after close() (else
+  // AssertionError).
+  void join_thread();
+  // Exit (and the last handle going) won't wait for the feeder: buffered items
+  // may be lost.
+  void cancel_join_thread();
+
+  // For Pickler<Queue>: the ring's fd, and a queue built from a received one
+  // (taking ownership of fd).
+  int fd() const;
+  static Queue FromFd(int fd, int64_t maxsize);
+
+ protected:
+  explicit Queue(std::shared_ptr<internal::QueueCore> core)
+      : core_(std::move(core)) {}
+  std::shared_ptr<internal::QueueCore> core_;
+};
+
+// Python's JoinableQueue: a Queue whose consumers call task_done() for each
+// item, and join() waits until every item put has been marked done.
+class JoinableQueue : public Queue {
+ public:
+  explicit JoinableQueue(int64_t maxsize = 0);
+  // ValueError if called more times than items were put.
+  void task_done();
+  // Waits until every item put was marked done; false if `timeout` passed
+  // first.
+  bool join(Timeout timeout = std::nullopt);
+
+  static JoinableQueue FromFd(int fd, int64_t maxsize);
+
+ private:
+  explicit JoinableQueue(std::shared_ptr<internal::QueueCore> core)
+      : Queue(std::move(core)) {}
+};
+
+// Python's SimpleQueue: no feeder thread and no size; put writes straight into
+// the ring, waiting for room.
+class SimpleQueue {
+ public:
+  SimpleQueue();
+  template <class T>
+  void put(const T& obj) {
+    put_bytes(internal::PickleItem(obj));
+  }
+  template <class T = reduction::Object>
+  T get() {
+    return reduction::loads<T>(get_bytes());
+  }
+  void put_bytes(const std::string& pickled);
+  std::string get_bytes();
+  bool empty() const;
+  void close();
+
+  int fd() const;
+  static SimpleQueue FromFd(int fd);
+
+ private:
+  explicit SimpleQueue(std::shared_ptr<internal::QueueCore> core)
+      : core_(std::move(core)) {}
+  std::shared_ptr<internal::QueueCore> core_;
+};
+
+}  // namespace queues
+
+// Queues travel to spawn and forkserver children as their ring's fd (out of
+// band) and their size.
+namespace reduction {
+template <class Q>
+requires std::is_same_v<Q, queues::Queue> ||
+    std::is_same_v<Q, queues::JoinableQueue> ||
+    std::is_same_v<Q, queues::SimpleQueue>
+struct Pickler<Q> {
+  static void Save(Writer& w, const Q& q) {
+    int64_t maxsize = 0;
+    if constexpr (!std::is_same_v<Q, queues::SimpleQueue>)
+      maxsize = q.maxsize();
+    w.save(std::make_tuple(static_cast<int64_t>(w.add_fd(q.fd())), maxsize));
+  }
+  static Q Load(Reader& r) {
+    auto [index, maxsize] = r.load<std::tuple<int64_t, int64_t>>();
+    int fd = r.dup_fd(static_cast<size_t>(index));
+    if constexpr (std::is_same_v<Q, queues::SimpleQueue>) {
+      return Q::FromFd(fd);
+    } else {
+      return Q::FromFd(fd, maxsize);
+    }
+  }
+};
+}  // namespace reduction
+
+using queues::JoinableQueue;
+using queues::Queue;
+using queues::SimpleQueue;
+
+}  // namespace multiprocessing
+
+#endif  // MULTIPROCESSING_QUEUES_QUEUES_H_
