@@ -1,0 +1,162 @@
+// The machinery under pool::Pool and pool::ThreadPool that the typed API in
+// pool/pool.h drives: jobs (what an AsyncResult or an imap iterator waits
+// on), chunks (the unit a worker runs), the backend interface, and the chunk
+// runners that worker processes look up by name. Users include pool/pool.h.
+#ifndef MULTIPROCESSING_POOL_INTERNAL_CORE_H_
+#define MULTIPROCESSING_POOL_INTERNAL_CORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "errors/errors.h"
+#include "reduction/pickle.h"
+
+namespace multiprocessing::pool::internal {
+
+// A submitted call (apply, map, imap, ...) made of chunks. The pool reports
+// each chunk's outcome exactly once, from its result-handling thread.
+class JobBase {
+ public:
+  virtual ~JobBase() = default;
+  // The pickled list of the chunk's results (process pools).
+  virtual void Deliver(uint32_t chunk, std::string_view payload) = 0;
+  // The chunk failed: the task threw, its worker died, the pool ended.
+  virtual void Fail(uint32_t chunk, std::exception_ptr error) = 0;
+};
+
+// How a worker process finds the code of a chunk: the runner (by the name it
+// registered in every process at start-up) and the user's function (by its
+// registered name, or by address under fork, where the image is the same).
+struct FunctionRef {
+  std::string runner;
+  std::string name;          // empty: use `address`
+  const void* address = nullptr;
+};
+
+// One chunk of a job. Process pools send `payload` (the pickled list of
+// arguments); thread pools call `run` on a worker thread, which returns the
+// closure that delivers the result on the result-handling thread.
+struct Chunk {
+  uint32_t index = 0;
+  std::string payload;
+  std::function<std::function<void()>()> run;
+};
+
+// What Pool and ThreadPool implement.
+class PoolCore {
+ public:
+  virtual ~PoolCore() = default;
+  // True for worker threads: chunks carry `run` instead of a payload.
+  virtual bool threads() const = 0;
+  // True when workers are forked from this image, so that unregistered
+  // functions can be named by address.
+  virtual bool forked() const = 0;
+  virtual int processes() const = 0;
+  // ValueError("Pool not running") unless the pool accepts work.
+  virtual void CheckRunning() const = 0;
+  // Queues the chunks of `job`; with `function` for process pools.
+  virtual void Submit(const std::shared_ptr<JobBase>& job,
+                      const FunctionRef& function,
+                      std::vector<Chunk> chunks) = 0;
+  virtual void close() = 0;
+  virtual void terminate() = 0;
+  virtual void join() = 0;
+};
+
+// A chunk runner: decodes the argument list, calls `fn` on each element and
+// returns the pickled list of results. Exceptions of `fn` propagate.
+using RunnerFn = std::string (*)(const void* fn, std::string_view payload);
+
+// Registers `runner` under `key` in this process; returns true.
+bool RegisterRunner(const char* key, RunnerFn runner);
+// nullptr if unknown.
+RunnerFn FindRunner(std::string_view key);
+
+// Results of void functions are None.
+template <class R>
+using ResultType = std::conditional_t<std::is_void_v<R>, std::nullptr_t, R>;
+
+// One runner per (star, signature): `kStar` calls fn(*args) on tuples, else
+// fn(arg) on single values. The static member makes every process that holds
+// this instantiation register it before main(), so a spawned worker (the same
+// program) finds it by name.
+template <bool kStar, class R, class... P>
+struct Runner {
+  static std::string Run(const void* address, std::string_view payload) {
+    auto fn = reinterpret_cast<R (*)(P...)>(const_cast<void*>(address));
+    reduction::Writer w;
+    w.begin_list();
+    auto save_call = [&](auto&&... args) {
+      if constexpr (std::is_void_v<R>) {
+        fn(static_cast<P&&>(args)...);
+        w.write_none();
+      } else {
+        w.save(fn(static_cast<P&&>(args)...));
+      }
+    };
+    if constexpr (kStar) {
+      auto items =
+          reduction::loads<std::vector<std::tuple<std::decay_t<P>...>>>(
+              payload);
+      for (auto& item : items) std::apply(save_call, item);
+    } else {
+      static_assert(sizeof...(P) == 1);
+      auto items = reduction::loads<
+          std::vector<std::decay_t<std::tuple_element_t<0, std::tuple<P...>>>>>(
+          payload);
+      for (auto& item : items) save_call(item);
+    }
+    w.end_list();
+    return w.finish();
+  }
+  static const char* Key() { return typeid(Runner).name(); }
+  static inline const bool registered = RegisterRunner(Key(), &Run);
+};
+
+// The pickled list of `items` (each converted to T first).
+template <class T, class Range>
+std::string PickleList(const Range& items, size_t begin, size_t end) {
+  reduction::Writer w;
+  w.begin_list();
+  auto it = std::begin(items);
+  std::advance(it, begin);
+  for (size_t i = begin; i < end; ++i, ++it) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(*it)>, T>) {
+      w.save(*it);
+    } else {
+      w.save(T(*it));
+    }
+  }
+  w.end_list();
+  return w.finish();
+}
+
+// CPython's default chunksize for map: ceil(n / (4 * workers)).
+inline size_t DefaultChunksize(size_t n, int workers) {
+  if (n == 0) return 0;
+  size_t per = 4 * static_cast<size_t>(workers > 0 ? workers : 1);
+  size_t chunksize = n / per;
+  if (n % per != 0) ++chunksize;
+  return chunksize;
+}
+
+// The exception `e` as its Python class, for a result crossing a boundary.
+std::exception_ptr Rebuild(std::string_view python_name,
+                           const std::string& message);
+
+// Calls a user's callback, reporting (not propagating) what it throws.
+void RunCallback(const std::function<void()>& call);
+
+}  // namespace multiprocessing::pool::internal
+
+#endif  // MULTIPROCESSING_POOL_INTERNAL_CORE_H_

@@ -1,0 +1,872 @@
+#include "pool/pool.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <span>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "pool/internal/worker.h"
+#include "process/context.h"
+#include "process/process.h"
+#include "queues/internal/shm_ring.h"
+
+namespace multiprocessing::pool {
+namespace internal {
+
+// ---------------------------------------------------------------------------
+// Helpers shared with the header.
+
+namespace {
+std::mutex& RunnersMutex() {
+  static std::mutex* mu = new std::mutex;
+  return *mu;
+}
+absl::flat_hash_map<std::string, RunnerFn>& Runners() {
+  static auto* runners = new absl::flat_hash_map<std::string, RunnerFn>;
+  return *runners;
+}
+}  // namespace
+
+bool RegisterRunner(const char* key, RunnerFn runner) {
+  std::lock_guard<std::mutex> lock(RunnersMutex());
+  Runners().emplace(key, runner);
+  return true;
+}
+
+RunnerFn FindRunner(std::string_view key) {
+  std::lock_guard<std::mutex> lock(RunnersMutex());
+  auto it = Runners().find(std::string(key));
+  return it == Runners().end() ? nullptr : it->second;
+}
+
+std::exception_ptr Rebuild(std::string_view python_name,
+                           const std::string& message) {
+  try {
+    RaiseByName(python_name, message);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+void RunCallback(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const std::exception& e) {
+    std::cerr << "Exception in a pool callback: " << PythonNameOf(e) << ": "
+              << e.what() << std::endl;
+  } catch (...) {
+    std::cerr << "Exception in a pool callback" << std::endl;
+  }
+}
+
+std::string TypeNameOf(const std::type_info& type) {
+  return multiprocessing::internal::TypeName(type);
+}
+
+void ThrowUnpicklableArgument(const std::type_info& type) {
+  throw PicklingError(
+      "a pool task's arguments cannot be pickled (type " + TypeNameOf(type) +
+      "); give the type a reduction::Pickler (MP_PICKLE_FIELDS for a struct) "
+      "or use a ThreadPool");
+}
+
+std::exception_ptr UnpicklableResult(const std::type_info& type) {
+  return std::make_exception_ptr(PicklingError(
+      "the result of a pool task cannot be pickled (type " + TypeNameOf(type) +
+      "), so it cannot come back from the worker; give the type a "
+      "reduction::Pickler (MP_PICKLE_FIELDS for a struct) or use a "
+      "ThreadPool"));
+}
+
+namespace {
+
+using queues::internal::ShmRing;
+using Clock = std::chrono::steady_clock;
+
+int CheckProcesses(const PoolOptions& options) {
+  int n = options.processes ? *options.processes : cpu_count();
+  if (n < 1) {
+    throw ValueError("Number of processes must be at least 1; got " +
+                     std::to_string(n));
+  }
+  return n;
+}
+
+std::string SignalName(int sig) {
+  switch (sig) {
+    case SIGKILL:
+      return "SIGKILL";
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGBUS:
+      return "SIGBUS";
+    case SIGFPE:
+      return "SIGFPE";
+    case SIGILL:
+      return "SIGILL";
+    case SIGINT:
+      return "SIGINT";
+    default:
+      return absl::StrCat("signal ", sig);
+  }
+}
+
+enum class State { kRun, kClose, kTerminate };
+
+// ---------------------------------------------------------------------------
+// Worker processes.
+
+class ProcessPoolCore final : public PoolCore {
+ public:
+  explicit ProcessPoolCore(PoolOptions options)
+      : options_(std::move(options)),
+        processes_(CheckProcesses(options_)),
+        context_(options_.context != nullptr ? options_.context
+                                             : &get_context()) {
+    if (options_.maxtasksperchild && *options_.maxtasksperchild < 1) {
+      throw ValueError("maxtasksperchild must be a positive int or unset; got " +
+                       std::to_string(*options_.maxtasksperchild));
+    }
+    if (options_.task_timeout && options_.task_timeout->count() <= 0)
+      throw ValueError("task_timeout must be positive");
+    method_ = context_->get_start_method().value_or("fork");
+    forked_ = method_ == "fork";
+    if (!forked_ && options_.initializer) {
+      initializer_ = options_.initializer.Pickled();  // PicklingError now
+    }
+    results_ = ShmRing::Create(size_t{4} << 20);
+    slots_size_ = sizeof(WorkerSlot) * processes_;
+    slots_fd_ = memfd_create("mp-pool-slots", MFD_CLOEXEC);
+    if (slots_fd_ < 0) RaiseOSError("memfd_create", errno);
+    if (ftruncate(slots_fd_, static_cast<off_t>(slots_size_)) != 0) {
+      int e = errno;
+      ::close(slots_fd_);
+      RaiseOSError("ftruncate", e);
+    }
+    void* m = mmap(nullptr, slots_size_, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   slots_fd_, 0);
+    if (m == MAP_FAILED) {
+      int e = errno;
+      ::close(slots_fd_);
+      RaiseOSError("mmap", e);
+    }
+    slots_ = static_cast<WorkerSlot*>(m);
+    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    try {
+      for (int i = 0; i < processes_; ++i) {
+        std::unique_ptr<Worker> w = StartWorker(i);
+        workers_.push_back(std::move(w));
+      }
+    } catch (...) {
+      for (auto& w : workers_) w->process.kill();
+      for (auto& w : workers_) w->process.join();
+      Release();
+      throw;
+    }
+    result_thread_ = std::thread([this] { HandleResults(); });
+    worker_thread_ = std::thread([this] { HandleWorkers(); });
+  }
+
+  ~ProcessPoolCore() override {
+    terminate();
+    Release();
+  }
+
+  bool threads() const override { return false; }
+  bool forked() const override { return forked_; }
+  int processes() const override { return processes_; }
+
+  void CheckRunning() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kRun)
+      throw ValueError("Pool not running; create a new pool for more tasks");
+  }
+
+  void Submit(const std::shared_ptr<JobBase>& job, const FunctionRef& function,
+              std::vector<Chunk> chunks) override {
+    TaskHeader h{};
+    h.magic = kTaskMagic;
+    h.kind = kRunTask;
+    h.runner_size = static_cast<uint16_t>(function.runner.size());
+    h.name_size = static_cast<uint32_t>(function.name.size());
+    h.address = reinterpret_cast<uint64_t>(function.address);
+    std::vector<std::string> frames;
+    frames.reserve(chunks.size());
+    for (Chunk& c : chunks) {
+      std::string frame;
+      frame.reserve(sizeof h + function.runner.size() + function.name.size() +
+                    c.payload.size());
+      frame.append(sizeof h, '\0');
+      frame += function.runner;
+      frame += function.name;
+      frame += c.payload;
+      frames.push_back(std::move(frame));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kRun)
+      throw ValueError("Pool not running; create a new pool for more tasks");
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      uint64_t seq = ++last_seq_;
+      h.seq = seq;
+      std::memcpy(frames[i].data(), &h, sizeof h);
+      tasks_.emplace(seq, Task{job, chunks[i].index, std::move(frames[i]), 0});
+      pending_.push_back(seq);
+    }
+    Dispatch();
+  }
+
+  void close() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ == State::kRun) state_ = State::kClose;
+  }
+
+  void terminate() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      state_ = State::kTerminate;
+      stopping_ = true;
+      for (auto& w : workers_) w->process.terminate();
+      terminate_deadline_ = Clock::now() + std::chrono::seconds(1);
+    }
+    Wake();
+    Finish("the pool was terminated before the task completed");
+  }
+
+  void join() override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (state_ == State::kRun) {
+        throw ValueError(
+            "Pool is still running; call close() or terminate() before "
+            "join()");
+      }
+      if (finished_) return;
+      done_cv_.wait(lock, [&] {
+        return tasks_.empty() || state_ == State::kTerminate;
+      });
+      stopping_ = true;
+      for (auto& w : workers_) SendExit(*w);
+    }
+    Wake();
+    Finish("the pool was terminated before the task completed");
+  }
+
+ private:
+  struct Worker {
+    uint64_t id = 0;
+    int slot = 0;
+    Process process;
+    std::shared_ptr<ShmRing> tasks;
+    std::deque<uint64_t> outstanding;  // dispatched, in order
+    int64_t quota = -1;                // tasks it may still be given
+    bool dead = false;
+    uint64_t timed_out = 0;            // the task it was killed for
+    double ema_ns = 0;                 // typical task run time
+    int pid = 0;
+  };
+  struct Task {
+    std::shared_ptr<JobBase> job;
+    uint32_t chunk;
+    std::string frame;
+    uint64_t worker;  // 0 while pending
+  };
+  struct Failure {
+    std::shared_ptr<JobBase> job;
+    uint32_t chunk;
+    std::exception_ptr error;
+  };
+
+  std::unique_ptr<Worker> StartWorker(int slot) {
+    auto w = std::make_unique<Worker>();
+    w->id = ++last_worker_id_;
+    w->slot = slot;
+    w->tasks = ShmRing::Create(size_t{4} << 20);
+    if (options_.maxtasksperchild) w->quota = *options_.maxtasksperchild;
+    slots_[slot].seq.store(0);
+    WorkerArgs args;
+    args.tasks.fd = w->tasks->fd();
+    args.results.fd = results_->fd();
+    args.slots.fd = slots_fd_;
+    args.slot = slot;
+    args.slot_count = processes_;
+    args.id = w->id;
+    args.maxtasks = options_.maxtasksperchild.value_or(0);
+    args.parent = getpid();
+    std::string prefix = method_ == "fork"    ? "ForkPoolWorker-"
+                         : method_ == "spawn" ? "SpawnPoolWorker-"
+                                              : "ForkServerPoolWorker-";
+    ProcessOptions popts{.name = prefix + std::to_string(w->id),
+                         .daemon = true,
+                         .context = context_};
+    if (forked_) {
+      Initializer init = options_.initializer;
+      w->process = Process(popts, [args, init] {
+        RunWorker(args, init ? std::function<void()>([&init] { init(); })
+                             : std::function<void()>());
+      });
+    } else {
+      args.initializer = initializer_.first;
+      args.initializer_args = initializer_.second;
+      w->process = Process(popts, &PoolWorkerMain, args);
+    }
+    w->process.start();
+    w->pid = w->process.pid().value_or(0);
+    return w;
+  }
+
+  // How many tasks a worker may hold: enough to keep it busy between two
+  // visits of the result thread when tasks are short, few when they are long
+  // (so that an idle worker is not left waiting behind a busy one).
+  static size_t Depth(const Worker& w) {
+    if (w.ema_ns <= 0) return 2;
+    double depth = 2e6 / w.ema_ns;  // about 2 ms of work
+    return static_cast<size_t>(std::clamp(depth, 2.0, 256.0));
+  }
+
+  // Hands pending tasks to workers with room, least loaded first. mu_ held.
+  void Dispatch() {
+    std::vector<Worker*> full;  // rings with no room left this round
+    while (!pending_.empty()) {
+      Worker* best = nullptr;
+      for (auto& w : workers_) {
+        if (w->dead || w->quota == 0 || w->outstanding.size() >= Depth(*w) ||
+            std::find(full.begin(), full.end(), w.get()) != full.end())
+          continue;
+        if (best == nullptr || w->outstanding.size() < best->outstanding.size())
+          best = w.get();
+      }
+      if (best == nullptr) return;
+      uint64_t seq = pending_.front();
+      auto it = tasks_.find(seq);
+      if (it == tasks_.end()) {
+        pending_.pop_front();
+        continue;
+      }
+      Task& task = it->second;
+      if (task.frame.size() + 64 > best->tasks->capacity()) {
+        pending_.pop_front();
+        failures_.push_back(
+            {task.job, task.chunk,
+             std::make_exception_ptr(ValueError(absl::StrCat(
+                 "a pool task's pickled arguments are too large (",
+                 task.frame.size(), " bytes; at most ",
+                 best->tasks->capacity() - 64,
+                 "); use a smaller chunksize or pass large data another "
+                 "way (shared memory)")))});
+        tasks_.erase(it);
+        continue;
+      }
+      if (!best->tasks->TryWrite(task.frame)) {
+        full.push_back(best);
+        continue;
+      }
+      pending_.pop_front();
+      task.worker = best->id;
+      best->outstanding.push_back(seq);
+      if (best->quota > 0) --best->quota;
+    }
+  }
+
+  void SendExit(Worker& w) {
+    TaskHeader h{};
+    h.magic = kTaskMagic;
+    h.kind = kExitWorker;
+    std::string frame(sizeof h, '\0');
+    std::memcpy(frame.data(), &h, sizeof h);
+    w.tasks->TryWrite(frame);
+  }
+
+  void Wake() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+  }
+
+  void PostResult(ResultKind kind, uint64_t worker, uint64_t seq,
+                  std::string_view payload) {
+    ResultHeader r{};
+    r.magic = kResultMagic;
+    r.kind = kind;
+    r.worker = worker;
+    r.seq = seq;
+    std::string frame(sizeof r, '\0');
+    std::memcpy(frame.data(), &r, sizeof r);
+    frame += payload;
+    results_->Write(std::span<const std::string>(&frame, 1));
+  }
+
+  // Delivers failures collected under the lock; mu_ not held.
+  void DeliverFailures(std::vector<Failure>& failures) {
+    for (Failure& f : failures) f.job->Fail(f.chunk, f.error);
+    failures.clear();
+  }
+
+  // The result thread: every outcome, in arrival order.
+  void HandleResults() {
+    std::string frame;
+    std::vector<Failure> failures;
+    for (;;) {
+      results_->Read(&frame);
+      ResultHeader r;
+      if (frame.size() < sizeof r) continue;  // a dead worker's torn frame
+      std::memcpy(&r, frame.data(), sizeof r);
+      if (r.magic != kResultMagic) continue;
+      std::string_view payload(frame);
+      payload.remove_prefix(sizeof r);
+      if (r.kind == kStopHandler) return;
+      if (r.kind == kWorkerDied) {
+        OnWorkerDied(r.worker, r.seq, std::string(payload));
+        continue;
+      }
+      std::shared_ptr<JobBase> job;
+      uint32_t chunk = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = tasks_.find(r.seq);
+        if (it == tasks_.end()) continue;  // already failed
+        job = std::move(it->second.job);
+        chunk = it->second.chunk;
+        tasks_.erase(it);
+        for (auto& w : workers_) {
+          if (w->id != r.worker) continue;
+          auto pos = std::find(w->outstanding.begin(), w->outstanding.end(),
+                               r.seq);
+          if (pos != w->outstanding.end()) w->outstanding.erase(pos);
+          w->ema_ns = w->ema_ns <= 0
+                          ? static_cast<double>(r.elapsed_ns)
+                          : 0.8 * w->ema_ns + 0.2 * static_cast<double>(
+                                                        r.elapsed_ns);
+          break;
+        }
+        Dispatch();
+        failures.swap(failures_);
+        if (tasks_.empty()) done_cv_.notify_all();
+      }
+      DeliverFailures(failures);
+      if (r.kind == kResultOk) {
+        job->Deliver(chunk, payload);
+      } else {
+        size_t nul = payload.find('\0');
+        std::string_view name = payload.substr(0, nul);
+        std::string message(nul == std::string_view::npos
+                                ? std::string_view()
+                                : payload.substr(nul + 1));
+        job->Fail(chunk, Rebuild(name, message));
+      }
+    }
+  }
+
+  // A worker ended; every result it sent was read before this. The task in
+  // its slot fails; those it never started go to other workers.
+  void OnWorkerDied(uint64_t id, uint64_t running, const std::string& how) {
+    std::vector<Failure> failures;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto wit = std::find_if(workers_.begin(), workers_.end(),
+                              [&](auto& w) { return w->id == id; });
+      if (wit == workers_.end()) return;
+      std::unique_ptr<Worker> w = std::move(*wit);
+      workers_.erase(wit);
+      for (auto it = w->outstanding.rbegin(); it != w->outstanding.rend();
+           ++it) {
+        auto t = tasks_.find(*it);
+        if (t == tasks_.end()) continue;
+        if (*it == running) {
+          std::exception_ptr error =
+              w->timed_out == running
+                  ? std::make_exception_ptr(TimeoutError(how))
+                  : std::make_exception_ptr(ProcessError(how));
+          failures.push_back({t->second.job, t->second.chunk, error});
+          tasks_.erase(t);
+        } else {
+          t->second.worker = 0;
+          pending_.push_front(*it);
+        }
+      }
+      Dispatch();
+      failures.insert(failures.end(), failures_.begin(), failures_.end());
+      failures_.clear();
+      if (tasks_.empty()) done_cv_.notify_all();
+    }
+    DeliverFailures(failures);
+  }
+
+  std::string DescribeDeath(const Worker& w, uint64_t running,
+                            Clock::duration limit) {
+    std::string who = absl::StrCat("pool worker ", w.process.name(), " (pid ",
+                                   w.pid, ")");
+    if (w.timed_out != 0 && w.timed_out == running) {
+      return absl::StrCat(
+          "the task exceeded the pool's task_timeout of ",
+          std::chrono::duration<double>(limit).count(), " s; ", who,
+          " was killed and replaced");
+    }
+    std::optional<int> code = w.process.exitcode();
+    std::string how = !code                ? "ended"
+                      : *code < 0          ? "was killed by " + SignalName(-*code)
+                                           : absl::StrCat("exited with code ",
+                                                          *code);
+    return absl::StrCat(who, " ", how,
+                        " while running this task; a new worker replaced it");
+  }
+
+  // The worker-handler thread: notices dead workers, replaces them, enforces
+  // task_timeout.
+  void HandleWorkers() {
+    const Clock::duration limit =
+        options_.task_timeout
+            ? std::chrono::duration_cast<Clock::duration>(*options_.task_timeout)
+            : Clock::duration::zero();
+    for (;;) {
+      std::vector<pollfd> fds;
+      std::vector<Worker*> watched;
+      int timeout_ms = -1;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        bool live = false;
+        for (auto& w : workers_) {
+          if (w->dead) continue;
+          live = true;
+          fds.push_back({w->process.sentinel(), POLLIN, 0});
+          watched.push_back(w.get());
+          if (limit > Clock::duration::zero()) {
+            uint64_t seq = slots_[w->slot].seq.load(std::memory_order_acquire);
+            if (seq != 0 && w->timed_out == 0) {
+              int64_t started =
+                  slots_[w->slot].started_ns.load(std::memory_order_relaxed);
+              int64_t left_ns =
+                  started + std::chrono::nanoseconds(limit).count() -
+                  MonotonicNanos();
+              if (left_ns <= 0) {
+                w->timed_out = seq;
+                w->process.kill();
+              } else {
+                int ms = static_cast<int>(left_ns / 1000000) + 1;
+                timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+              }
+            }
+          }
+        }
+        if (stopping_ && !live) break;
+        if (state_ == State::kTerminate) {
+          if (Clock::now() >= terminate_deadline_) {
+            for (auto& w : workers_)
+              if (!w->dead) w->process.kill();
+          } else {
+            timeout_ms = 50;
+          }
+        }
+        if (limit > Clock::duration::zero()) {
+          // Tasks may start at any moment; look again soon.
+          int ms = static_cast<int>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(limit)
+                  .count() /
+              4) + 1;
+          timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+        }
+      }
+      fds.push_back({wake_fd_, POLLIN, 0});
+      int n = poll(fds.data(), fds.size(), timeout_ms);
+      if (n < 0 && errno != EINTR) break;
+      if (fds.back().revents & POLLIN) {
+        uint64_t value;
+        [[maybe_unused]] ssize_t r = read(wake_fd_, &value, sizeof value);
+      }
+      for (size_t i = 0; i < watched.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        Worker* w = watched[i];
+        uint64_t running;
+        std::string how;
+        bool replace;
+        int slot;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          w->process.join();
+          w->dead = true;
+          running = slots_[w->slot].seq.exchange(0);
+          how = DescribeDeath(*w, running, limit);
+          slot = w->slot;
+          replace = !stopping_ && (state_ == State::kRun || !tasks_.empty());
+        }
+        // After every result the worker wrote: its death comes in order.
+        PostResult(kWorkerDied, w->id, running, how);
+        if (!replace) continue;
+        std::unique_ptr<Worker> fresh;
+        try {
+          fresh = StartWorker(slot);
+        } catch (const std::exception& e) {
+          std::cerr << "The pool could not replace a worker: " << e.what()
+                    << std::endl;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) SendExit(*fresh);
+        workers_.push_back(std::move(fresh));
+        Dispatch();
+      }
+    }
+  }
+
+  // Ends both threads, then fails whatever never completed.
+  void Finish(const char* why) {
+    if (worker_thread_.joinable()) worker_thread_.join();
+    PostResult(kStopHandler, 0, 0, {});
+    if (result_thread_.joinable()) result_thread_.join();
+    std::vector<Failure> failures;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+      for (auto& [seq, task] : tasks_)
+        failures.push_back(
+            {task.job, task.chunk, std::make_exception_ptr(ProcessError(why))});
+      tasks_.clear();
+      pending_.clear();
+      failures.insert(failures.end(), failures_.begin(), failures_.end());
+      failures_.clear();
+      workers_.clear();
+      done_cv_.notify_all();
+    }
+    DeliverFailures(failures);
+  }
+
+  void Release() {
+    if (slots_ != nullptr) munmap(slots_, slots_size_);
+    slots_ = nullptr;
+    if (slots_fd_ >= 0) ::close(slots_fd_);
+    slots_fd_ = -1;
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    wake_fd_ = -1;
+  }
+
+  const PoolOptions options_;
+  const int processes_;
+  const Context* context_;
+  std::string method_;
+  bool forked_ = false;
+  std::pair<std::string, std::string> initializer_;
+  std::shared_ptr<ShmRing> results_;
+  int slots_fd_ = -1;
+  size_t slots_size_ = 0;
+  WorkerSlot* slots_ = nullptr;
+  int wake_fd_ = -1;
+
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  State state_ = State::kRun;
+  bool stopping_ = false;
+  bool finished_ = false;
+  Clock::time_point terminate_deadline_;
+  uint64_t last_seq_ = 0;
+  uint64_t last_worker_id_ = 0;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  absl::flat_hash_map<uint64_t, Task> tasks_;
+  std::deque<uint64_t> pending_;
+  std::vector<Failure> failures_;  // found under the lock, delivered after
+
+  std::thread result_thread_;
+  std::thread worker_thread_;
+};
+
+// ---------------------------------------------------------------------------
+// Worker threads.
+
+class ThreadPoolCore final : public PoolCore {
+ public:
+  explicit ThreadPoolCore(PoolOptions options)
+      : processes_(CheckProcesses(options)) {
+    if (options.maxtasksperchild || options.context != nullptr ||
+        options.task_timeout) {
+      throw ValueError(
+          "ThreadPool takes processes and initializer only; "
+          "maxtasksperchild, context and task_timeout need worker processes "
+          "(Pool)");
+    }
+    Initializer init = options.initializer;
+    for (int i = 0; i < processes_; ++i) {
+      workers_.emplace_back([this, init] {
+        if (init) {
+          try {
+            init();
+          } catch (const std::exception& e) {
+            std::cerr << "Exception in a ThreadPool initializer: "
+                      << PythonNameOf(e) << ": " << e.what() << std::endl;
+          }
+        }
+        Work();
+      });
+    }
+    result_thread_ = std::thread([this] { HandleResults(); });
+  }
+  ~ThreadPoolCore() override { terminate(); }
+
+  bool threads() const override { return true; }
+  bool forked() const override { return true; }
+  int processes() const override { return processes_; }
+  void CheckRunning() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kRun)
+      throw ValueError("Pool not running; create a new pool for more tasks");
+  }
+
+  void Submit(const std::shared_ptr<JobBase>& job, const FunctionRef&,
+              std::vector<Chunk> chunks) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ != State::kRun)
+        throw ValueError("Pool not running; create a new pool for more tasks");
+      for (Chunk& c : chunks) {
+        tasks_.push_back({job, c.index, std::move(c.run)});
+        ++unfinished_;
+      }
+    }
+    task_cv_.notify_all();
+  }
+
+  void close() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ == State::kRun) state_ = State::kClose;
+  }
+
+  void terminate() override {
+    std::deque<Task> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      state_ = State::kTerminate;
+      dropped.swap(tasks_);
+      for (Task& t : dropped) {
+        std::shared_ptr<JobBase> job = t.job;
+        uint32_t chunk = t.chunk;
+        results_.push_back([job, chunk] {
+          job->Fail(chunk, std::make_exception_ptr(ProcessError(
+                               "the pool was terminated before the task "
+                               "completed")));
+        });
+      }
+    }
+    task_cv_.notify_all();
+    result_cv_.notify_all();
+    Finish();
+  }
+
+  void join() override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (state_ == State::kRun) {
+        throw ValueError(
+            "Pool is still running; call close() or terminate() before "
+            "join()");
+      }
+      if (finished_) return;
+    }
+    Finish();
+  }
+
+ private:
+  struct Task {
+    std::shared_ptr<JobBase> job;
+    uint32_t chunk;
+    std::function<std::function<void()>()> run;
+  };
+
+  void Work() {
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        task_cv_.wait(lock, [&] {
+          return !tasks_.empty() || state_ == State::kTerminate ||
+                 (state_ == State::kClose && tasks_.empty());
+        });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      std::function<void()> deliver = task.run();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        results_.push_back(std::move(deliver));
+      }
+      result_cv_.notify_one();
+    }
+  }
+
+  void HandleResults() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      result_cv_.wait(lock, [&] { return !results_.empty() || stop_results_; });
+      if (results_.empty()) return;
+      std::function<void()> deliver = std::move(results_.front());
+      results_.pop_front();
+      lock.unlock();
+      deliver();
+      deliver = nullptr;
+      lock.lock();
+      if (--unfinished_ == 0) done_cv_.notify_all();
+    }
+  }
+
+  void Finish() {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (state_ != State::kTerminate)
+        done_cv_.wait(lock, [&] { return unfinished_ == 0; });
+    }
+    task_cv_.notify_all();
+    std::lock_guard<std::mutex> finish(finish_mu_);
+    for (auto& t : workers_)
+      if (t.joinable()) t.join();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_results_ = true;
+    }
+    result_cv_.notify_all();
+    if (result_thread_.joinable()) result_thread_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+  }
+
+  const int processes_;
+  mutable std::mutex mu_;
+  std::mutex finish_mu_;
+  std::condition_variable task_cv_;
+  std::condition_variable result_cv_;
+  std::condition_variable done_cv_;
+  State state_ = State::kRun;
+  bool stop_results_ = false;
+  bool finished_ = false;
+  size_t unfinished_ = 0;
+  std::deque<Task> tasks_;
+  std::deque<std::function<void()>> results_;
+  std::vector<std::thread> workers_;
+  std::thread result_thread_;
+};
+
+}  // namespace
+}  // namespace internal
+
+Pool::Pool(PoolOptions options)
+    : PoolApi(std::make_unique<internal::ProcessPoolCore>(std::move(options))) {}
+Pool::~Pool() { core_->terminate(); }
+
+ThreadPool::ThreadPool(PoolOptions options)
+    : PoolApi(std::make_unique<internal::ThreadPoolCore>(std::move(options))) {}
+ThreadPool::~ThreadPool() { core_->terminate(); }
+
+}  // namespace multiprocessing::pool

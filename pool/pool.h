@@ -1,0 +1,711 @@
+// Pools of worker processes or threads, as Python's multiprocessing.Pool and
+// multiprocessing.pool.ThreadPool.
+//
+//   int square(int x) { return x * x; }
+//   MP_REGISTER_FUNCTION(square);  // needed under spawn and forkserver only
+//
+//   int main(int argc, char** argv) {
+//     multiprocessing::freeze_support(argc, argv);
+//     multiprocessing::Pool pool(4);                        // or Pool({...})
+//     std::vector<int> squares = pool.map(square, std::vector{1, 2, 3});
+//     auto r = pool.apply_async(square, {10});              // args as a tuple
+//     std::cout << r.get(std::chrono::seconds(1)) << "\n";  // 100
+//   }
+//
+// Tasks are plain function pointers. Under the fork start method (the default)
+// any function works; under spawn and forkserver the function must be
+// registered with MP_REGISTER_FUNCTION, or the call raises PicklingError.
+// Arguments and results travel pickled (reduction/pickle.h); an argument type
+// with no pickle encoding raises PicklingError from the call, a result type
+// with none fails the task (get() raises PicklingError). ThreadPool has the
+// same API and calls the functions in threads, without pickling.
+//
+// A task that throws fails its result: get() raises the same Python class
+// (errors/errors.h; other exceptions become RemoteError "Type: what()"). map
+// fails with the first failure to arrive, as CPython's does.
+//
+// Beyond CPython, whose Pool hangs when a worker dies: a worker killed in the
+// middle of a task (SIGKILL, a crash, abort(), _exit()) fails that task with
+// ProcessError naming the worker and how it ended, a new worker replaces it and
+// every other task completes. `task_timeout` kills and replaces a worker whose
+// task runs too long; that task fails with TimeoutError.
+//
+// Callbacks run on the pool's result-handling thread in completion order, and
+// must not block for long (they hold up every other result). The destructor
+// terminates the pool, as leaving Python's `with Pool() as p:` block does.
+#ifndef MULTIPROCESSING_POOL_POOL_H_
+#define MULTIPROCESSING_POOL_POOL_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "errors/errors.h"
+#include "pool/internal/core.h"
+#include "reduction/pickle.h"
+#include "reduction/registry.h"
+
+namespace multiprocessing {
+
+class Context;
+
+namespace pool {
+
+// Seconds; std::nullopt waits for ever.
+using Timeout = std::optional<std::chrono::duration<double>>;
+
+// apply_async / map_async / starmap_async callbacks: `callback` gets the
+// result, `error_callback` the exception of a failed call.
+template <class T>
+struct Callbacks {
+  std::function<void(const T&)> callback;
+  std::function<void(const std::exception&)> error_callback;
+};
+
+// A function run once in each worker when it starts, with its arguments:
+// `.initializer = init` or `.initializer = {init, arg1, arg2}` (Python's
+// initializer and initargs). Under spawn and forkserver the function must be
+// registered and the arguments picklable.
+class Initializer {
+ public:
+  Initializer() = default;
+  template <class R, class... P, class... A>
+  Initializer(R (*fn)(P...), A&&... args);  // NOLINT: implicit by design
+
+  explicit operator bool() const { return static_cast<bool>(call_); }
+  // Runs it here (fork workers, thread workers).
+  void operator()() const { call_(); }
+  // The registered name and the pickled arguments, for spawn / forkserver
+  // workers; PicklingError if the function is not registered.
+  std::pair<std::string, std::string> Pickled() const { return pickled_(); }
+
+ private:
+  std::function<void()> call_;
+  std::function<std::pair<std::string, std::string>()> pickled_;
+};
+
+// Python's Pool keyword arguments.
+struct PoolOptions {
+  // Unset: cpu_count(). Must be at least 1.
+  std::optional<int> processes;
+  Initializer initializer;
+  // Unset: workers live as long as the pool. Else each worker exits after
+  // that many tasks (chunks) and a fresh one replaces it. Processes only.
+  std::optional<int> maxtasksperchild;
+  // The start method's context (get_context("spawn")); null: the default.
+  const Context* context = nullptr;
+  // Beyond CPython: a task (chunk) running longer is stopped by killing its
+  // worker, and fails with TimeoutError. Processes only.
+  Timeout task_timeout;
+};
+
+namespace internal {
+
+// The outcome of an apply or map, shared by AsyncResult handles and the job.
+template <class V>
+class ResultState {
+ public:
+  explicit ResultState(Callbacks<V> callbacks)
+      : callbacks_(std::move(callbacks)) {}
+
+  // The first outcome wins; later ones are ignored. Callbacks run before
+  // waiters wake, as in CPython.
+  void Set(V value) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (settled_) return;
+      settled_ = true;
+      value_.emplace(std::move(value));
+    }
+    if (callbacks_.callback)
+      RunCallback([&] { callbacks_.callback(*value_); });
+    Publish();
+  }
+  void SetError(std::exception_ptr error) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (settled_) return;
+      settled_ = true;
+      error_ = error;
+    }
+    if (callbacks_.error_callback) {
+      RunCallback([&] {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          callbacks_.error_callback(e);
+        }
+      });
+    }
+    Publish();
+  }
+
+  bool ready() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ready_;
+  }
+  bool wait(Timeout timeout) const {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!timeout) {
+      cv_.wait(lock, [&] { return ready_; });
+      return true;
+    }
+    return cv_.wait_for(lock, *timeout, [&] { return ready_; });
+  }
+  bool successful() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ready_) {
+      throw ValueError(
+          "the result is not ready yet; call successful() after ready() is "
+          "true or after wait()");
+    }
+    return error_ == nullptr;
+  }
+  const V& get(Timeout timeout) const {
+    if (!wait(timeout)) {
+      throw TimeoutError(
+          "the result was not ready within the timeout; wait longer or check "
+          "that the pool is running");
+    }
+    if (error_) std::rethrow_exception(error_);
+    return *value_;
+  }
+
+ private:
+  void Publish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  Callbacks<V> callbacks_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool settled_ = false;  // an outcome was chosen
+  bool ready_ = false;    // ... and its callbacks ran
+  std::optional<V> value_;
+  std::exception_ptr error_;
+};
+
+// A job whose chunks produce lists of T.
+template <class T>
+class TypedJob : public JobBase {
+ public:
+  virtual void DeliverValues(uint32_t chunk, std::vector<T> values) = 0;
+  void Deliver(uint32_t chunk, std::string_view payload) override {
+    if constexpr (reduction::Picklable<T>) {
+      std::vector<T> values;
+      try {
+        values = reduction::loads<std::vector<T>>(payload);
+      } catch (...) {
+        Fail(chunk, std::current_exception());
+        return;
+      }
+      DeliverValues(chunk, std::move(values));
+    }
+  }
+};
+
+template <class T>
+class ApplyJob final : public TypedJob<T> {
+ public:
+  explicit ApplyJob(std::shared_ptr<ResultState<T>> state)
+      : state_(std::move(state)) {}
+  void DeliverValues(uint32_t, std::vector<T> values) override {
+    if (values.size() != 1) {
+      state_->SetError(std::make_exception_ptr(
+          TypeError("a worker returned a malformed result")));
+      return;
+    }
+    state_->Set(std::move(values[0]));
+  }
+  void Fail(uint32_t, std::exception_ptr error) override {
+    state_->SetError(error);
+  }
+
+ private:
+  std::shared_ptr<ResultState<T>> state_;
+};
+
+template <class T>
+class MapJob final : public TypedJob<T> {
+ public:
+  MapJob(std::shared_ptr<ResultState<std::vector<T>>> state, size_t length,
+         size_t chunksize)
+      : state_(std::move(state)),
+        length_(length),
+        chunksize_(chunksize),
+        left_(chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize),
+        values_(length) {
+    if (left_ == 0) state_->Set({});
+  }
+  void DeliverValues(uint32_t chunk, std::vector<T> values) override {
+    size_t begin = static_cast<size_t>(chunk) * chunksize_;
+    size_t expected = std::min(chunksize_, length_ - begin);
+    if (values.size() != expected) {
+      Fail(chunk, std::make_exception_ptr(
+                      TypeError("a worker returned a malformed result")));
+      return;
+    }
+    for (size_t i = 0; i < expected; ++i)
+      values_[begin + i].emplace(std::move(values[i]));
+    if (--left_ == 0 && !failed_) {
+      std::vector<T> all;
+      all.reserve(length_);
+      for (auto& v : values_) all.push_back(std::move(*v));
+      values_.clear();
+      state_->Set(std::move(all));
+    }
+  }
+  void Fail(uint32_t, std::exception_ptr error) override {
+    --left_;
+    failed_ = true;
+    values_.clear();
+    state_->SetError(error);
+  }
+
+ private:
+  std::shared_ptr<ResultState<std::vector<T>>> state_;
+  size_t length_;
+  size_t chunksize_;
+  size_t left_;  // only the result-handling thread touches these
+  bool failed_ = false;
+  std::vector<std::optional<T>> values_;
+};
+
+// The imap / imap_unordered results, chunk by chunk.
+template <class T>
+class IMapJob final : public TypedJob<T> {
+ public:
+  using Outcome = std::variant<std::vector<T>, std::exception_ptr>;
+  IMapJob(size_t chunks, bool ordered) : chunks_(chunks), ordered_(ordered) {}
+
+  void DeliverValues(uint32_t chunk, std::vector<T> values) override {
+    Put(chunk, Outcome(std::move(values)));
+  }
+  void Fail(uint32_t chunk, std::exception_ptr error) override {
+    Put(chunk, Outcome(error));
+  }
+
+  std::optional<T> Next(Timeout timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (current_ && position_ < current_->size())
+        return std::move((*current_)[position_++]);
+      current_.reset();
+      if (taken_ == chunks_) return std::nullopt;
+      auto ready = [&] {
+        return ordered_ ? done_.count(static_cast<uint32_t>(taken_)) > 0
+                        : !arrived_.empty();
+      };
+      if (!timeout) {
+        cv_.wait(lock, ready);
+      } else if (!cv_.wait_for(lock, *timeout, ready)) {
+        throw TimeoutError(
+            "no result arrived within the timeout; call next() again to keep "
+            "waiting");
+      }
+      Outcome outcome;
+      if (ordered_) {
+        auto it = done_.find(static_cast<uint32_t>(taken_));
+        outcome = std::move(it->second);
+        done_.erase(it);
+      } else {
+        outcome = std::move(arrived_.front());
+        arrived_.pop_front();
+      }
+      ++taken_;
+      position_ = 0;
+      if (auto* error = std::get_if<std::exception_ptr>(&outcome))
+        std::rethrow_exception(*error);
+      current_ = std::move(std::get<std::vector<T>>(outcome));
+    }
+  }
+
+ private:
+  void Put(uint32_t chunk, Outcome outcome) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ordered_) {
+        done_.emplace(chunk, std::move(outcome));
+      } else {
+        arrived_.push_back(std::move(outcome));
+      }
+    }
+    cv_.notify_all();
+  }
+
+  const size_t chunks_;
+  const bool ordered_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint32_t, Outcome> done_;  // ordered: by chunk
+  std::deque<Outcome> arrived_;       // unordered: by arrival
+  size_t taken_ = 0;                  // chunks handed out
+  std::optional<std::vector<T>> current_;
+  size_t position_ = 0;
+};
+
+}  // namespace internal
+
+// The handle of an asynchronous call (Python's AsyncResult); copies share it.
+template <class T>
+class AsyncResult {
+ public:
+  // The result, or the call's exception raised again; TimeoutError if not
+  // ready within `timeout`.
+  T get(Timeout timeout = std::nullopt) const { return state_->get(timeout); }
+  // Waits until ready or `timeout` passed.
+  void wait(Timeout timeout = std::nullopt) const { state_->wait(timeout); }
+  bool ready() const { return state_->ready(); }
+  // Whether the call completed without raising; ValueError before ready().
+  bool successful() const { return state_->successful(); }
+
+  explicit AsyncResult(std::shared_ptr<internal::ResultState<T>> state)
+      : state_(std::move(state)) {}
+
+ private:
+  std::shared_ptr<internal::ResultState<T>> state_;
+};
+
+template <class T>
+using MapResult = AsyncResult<std::vector<T>>;
+
+// imap / imap_unordered results (Python's IMapIterator). next() returns the
+// next result, std::nullopt at the end, raises the task's exception for a
+// failed one (then moves on), and TimeoutError when nothing arrived within
+// `timeout`. Also an input range: `for (int x : pool.imap(f, v))`.
+template <class T>
+class IMapIterator {
+ public:
+  explicit IMapIterator(std::shared_ptr<internal::IMapJob<T>> job)
+      : job_(std::move(job)) {}
+
+  std::optional<T> next(Timeout timeout = std::nullopt) {
+    return job_->Next(timeout);
+  }
+
+  class iterator {
+   public:
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(IMapIterator* owner) : owner_(owner) { ++*this; }
+    const T& operator*() const { return *value_; }
+    iterator& operator++() {
+      value_ = owner_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !value_; }
+
+   private:
+    IMapIterator* owner_ = nullptr;
+    std::optional<T> value_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  std::shared_ptr<internal::IMapJob<T>> job_;
+};
+
+namespace internal {
+
+[[noreturn]] void ThrowUnpicklableArgument(const std::type_info& type);
+std::exception_ptr UnpicklableResult(const std::type_info& type);
+std::string TypeNameOf(const std::type_info& type);
+
+template <class T>
+using Decay = std::decay_t<T>;
+
+// What one element of a task's argument list is: a tuple for apply and
+// starmap, the single argument for map and imap.
+template <bool kStar, class... P>
+struct ArgOf {
+  using type = std::tuple<P...>;
+};
+template <class P>
+struct ArgOf<false, P> {
+  using type = P;
+};
+
+// What Pool and ThreadPool share: the typed calls, over a PoolCore.
+class PoolApi {
+ public:
+  // Calls fn(args...) in a worker and returns its result (Python's apply).
+  template <class R, class... P>
+  ResultType<R> apply(R (*fn)(P...),
+                      std::type_identity_t<std::tuple<Decay<P>...>> args = {}) {
+    return apply_async(fn, std::move(args)).get();
+  }
+
+  template <class R, class... P>
+  AsyncResult<ResultType<R>> apply_async(
+      R (*fn)(P...), std::type_identity_t<std::tuple<Decay<P>...>> args = {},
+      std::type_identity_t<Callbacks<ResultType<R>>> callbacks = {}) {
+    using T = ResultType<R>;
+    core_->CheckRunning();
+    auto state = std::make_shared<ResultState<T>>(std::move(callbacks));
+    auto job = std::make_shared<ApplyJob<T>>(state);
+    std::vector<std::tuple<Decay<P>...>> one;
+    one.push_back(std::move(args));
+    SubmitChunks<true>(fn, job, one, 1, 1);
+    return AsyncResult<T>(std::move(state));
+  }
+
+  // fn applied to each element, in order (Python's map). Elements convert to
+  // fn's parameter type. chunksize unset: CPython's default.
+  template <class R, class P, class Range>
+  std::vector<ResultType<R>> map(R (*fn)(P), const Range& iterable,
+                                 std::optional<size_t> chunksize = std::nullopt) {
+    return map_async(fn, iterable, chunksize).get();
+  }
+  template <class R, class P, class Range>
+  MapResult<ResultType<R>> map_async(
+      R (*fn)(P), const Range& iterable,
+      std::optional<size_t> chunksize = std::nullopt,
+      std::type_identity_t<Callbacks<std::vector<ResultType<R>>>> callbacks =
+          {}) {
+    return MapAsync<false>(fn, iterable, chunksize, std::move(callbacks));
+  }
+
+  // fn(*args) for each tuple (Python's starmap).
+  template <class R, class... P, class Range>
+  std::vector<ResultType<R>> starmap(
+      R (*fn)(P...), const Range& iterable,
+      std::optional<size_t> chunksize = std::nullopt) {
+    return starmap_async(fn, iterable, chunksize).get();
+  }
+  template <class R, class... P, class Range>
+  MapResult<ResultType<R>> starmap_async(
+      R (*fn)(P...), const Range& iterable,
+      std::optional<size_t> chunksize = std::nullopt,
+      std::type_identity_t<Callbacks<std::vector<ResultType<R>>>> callbacks =
+          {}) {
+    return MapAsync<true>(fn, iterable, chunksize, std::move(callbacks));
+  }
+
+  // Lazy results in order (imap) or in completion order (imap_unordered).
+  // The elements are taken from `iterable` now.
+  template <class R, class P, class Range>
+  IMapIterator<ResultType<R>> imap(R (*fn)(P), const Range& iterable,
+                                   size_t chunksize = 1) {
+    return IMap(fn, iterable, chunksize, true);
+  }
+  template <class R, class P, class Range>
+  IMapIterator<ResultType<R>> imap_unordered(R (*fn)(P), const Range& iterable,
+                                             size_t chunksize = 1) {
+    return IMap(fn, iterable, chunksize, false);
+  }
+
+  // No more tasks; workers exit once the queued tasks are done.
+  void close() { core_->close(); }
+  // Stops the workers now; unfinished tasks fail.
+  void terminate() { core_->terminate(); }
+  // Waits for the workers to exit; after close() or terminate() only.
+  void join() { core_->join(); }
+  // The number of workers.
+  int processes() const { return core_->processes(); }
+
+ protected:
+  explicit PoolApi(std::unique_ptr<PoolCore> core) : core_(std::move(core)) {}
+  ~PoolApi() = default;
+  std::unique_ptr<PoolCore> core_;
+
+ private:
+  template <bool kStar, class R, class... P, class Range>
+  MapResult<ResultType<R>> MapAsync(
+      R (*fn)(P...), const Range& iterable, std::optional<size_t> chunksize,
+      Callbacks<std::vector<ResultType<R>>> callbacks) {
+    using T = ResultType<R>;
+    core_->CheckRunning();
+    const size_t n = static_cast<size_t>(
+        std::distance(std::begin(iterable), std::end(iterable)));
+    size_t size = chunksize ? *chunksize
+                            : DefaultChunksize(n, core_->processes());
+    if (n > 0 && size == 0)
+      throw ValueError("chunksize must be at least 1; got 0");
+    auto state = std::make_shared<ResultState<std::vector<T>>>(
+        std::move(callbacks));
+    auto job = std::make_shared<MapJob<T>>(state, n, size);
+    if (n > 0) SubmitChunks<kStar>(fn, job, iterable, n, size);
+    return MapResult<T>(std::move(state));
+  }
+
+  template <class R, class P, class Range>
+  IMapIterator<ResultType<R>> IMap(R (*fn)(P), const Range& iterable,
+                                   size_t chunksize, bool ordered) {
+    using T = ResultType<R>;
+    core_->CheckRunning();
+    if (chunksize < 1)
+      throw ValueError("chunksize must be at least 1; got 0");
+    const size_t n = static_cast<size_t>(
+        std::distance(std::begin(iterable), std::end(iterable)));
+    auto job = std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize,
+                                           ordered);
+    if (n > 0) SubmitChunks<false>(fn, job, iterable, n, chunksize);
+    return IMapIterator<T>(std::move(job));
+  }
+
+  // Splits `items` (n of them) into chunks and submits them one by one, so
+  // that workers start while later chunks are still being pickled.
+  template <bool kStar, class R, class... P, class Range>
+  void SubmitChunks(R (*fn)(P...),
+                    const std::shared_ptr<TypedJob<ResultType<R>>>& job,
+                    const Range& items, size_t n, size_t chunksize) {
+    using T = ResultType<R>;
+    using Arg = typename ArgOf<kStar, Decay<P>...>::type;
+    const uint32_t chunks = static_cast<uint32_t>((n + chunksize - 1) / chunksize);
+    if (core_->threads()) {
+      // Thread workers share the arguments; no pickling.
+      auto args = std::make_shared<std::vector<Arg>>();
+      args->reserve(n);
+      for (const auto& item : items) args->push_back(Arg(item));
+      std::vector<Chunk> all(chunks);
+      for (uint32_t c = 0; c < chunks; ++c) {
+        size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
+        all[c].index = c;
+        all[c].run = [fn, args, job, c, begin, end]() -> std::function<void()> {
+          try {
+            std::vector<T> out;
+            out.reserve(end - begin);
+            for (size_t i = begin; i < end; ++i) {
+              auto call = [&](auto&... a) {
+                if constexpr (std::is_void_v<R>) {
+                  fn(a...);
+                  out.push_back(nullptr);
+                } else {
+                  out.push_back(fn(a...));
+                }
+              };
+              if constexpr (kStar) {
+                auto copy = (*args)[i];
+                std::apply(call, copy);
+              } else {
+                auto copy = (*args)[i];
+                call(copy);
+              }
+            }
+            return [job, c, out = std::move(out)]() mutable {
+              job->DeliverValues(c, std::move(out));
+            };
+          } catch (...) {
+            return [job, c, e = std::current_exception()] { job->Fail(c, e); };
+          }
+        };
+      }
+      core_->Submit(job, FunctionRef{}, std::move(all));
+      return;
+    }
+    if constexpr (!(reduction::Picklable<Decay<P>> && ...)) {
+      ThrowUnpicklableArgument(typeid(Arg));
+    } else if constexpr (!reduction::Picklable<T>) {
+      // The task could run but its result could not come back.
+      for (uint32_t c = 0; c < chunks; ++c)
+        job->Fail(c, UnpicklableResult(typeid(T)));
+    } else {
+      FunctionRef ref;
+      ref.runner = Runner<kStar, R, P...>::Key();
+      (void)Runner<kStar, R, P...>::registered;
+      if (core_->forked()) {
+        ref.address = reduction::internal::FunctionAddress(fn);
+      } else {
+        const reduction::RegisteredFunction& registered =
+            reduction::RequireFunction(fn);
+        ref.name = registered.name;
+      }
+      auto it = std::begin(items);
+      for (uint32_t c = 0; c < chunks; ++c) {
+        size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
+        std::vector<Chunk> one(1);
+        one[0].index = c;
+        reduction::Writer w;
+        w.begin_list();
+        for (size_t i = begin; i < end; ++i, ++it) {
+          if constexpr (std::is_same_v<Decay<decltype(*it)>, Arg>) {
+            w.save(*it);
+          } else {
+            w.save(Arg(*it));
+          }
+        }
+        w.end_list();
+        one[0].payload = w.finish();
+        core_->Submit(job, ref, std::move(one));
+      }
+    }
+  }
+};
+
+}  // namespace internal
+
+// Python's multiprocessing.Pool: `processes` worker processes.
+class Pool : public internal::PoolApi {
+ public:
+  explicit Pool(PoolOptions options = {});
+  explicit Pool(int processes) : Pool(PoolOptions{.processes = processes}) {}
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  // terminate(), as Python's __exit__.
+  ~Pool();
+};
+
+// Python's multiprocessing.pool.ThreadPool (multiprocessing.dummy.Pool): the
+// same API on worker threads of this process. `maxtasksperchild`, `context`
+// and `task_timeout` do not apply to threads (ValueError if set).
+class ThreadPool : public internal::PoolApi {
+ public:
+  explicit ThreadPool(PoolOptions options = {});
+  explicit ThreadPool(int processes)
+      : ThreadPool(PoolOptions{.processes = processes}) {}
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  ~ThreadPool();
+};
+
+template <class R, class... P, class... A>
+Initializer::Initializer(R (*fn)(P...), A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A),
+                "Initializer(f, args...): the number of arguments must match "
+                "the parameters of f");
+  auto bound = std::make_shared<std::tuple<std::decay_t<P>...>>(
+      std::forward<A>(args)...);
+  call_ = [fn, bound] {
+    auto copy = *bound;
+    std::apply([fn](auto&... a) { fn(a...); }, copy);
+  };
+  pickled_ = [fn, bound]() -> std::pair<std::string, std::string> {
+    if constexpr ((reduction::Picklable<std::decay_t<P>> && ...)) {
+      const reduction::RegisteredFunction& registered =
+          reduction::RequireFunction(fn);
+      return {registered.name, reduction::dumps(*bound)};
+    } else {
+      internal::ThrowUnpicklableArgument(typeid(std::tuple<std::decay_t<P>...>));
+    }
+  };
+}
+
+}  // namespace pool
+
+using pool::Pool;
+
+}  // namespace multiprocessing
+
+#endif  // MULTIPROCESSING_POOL_POOL_H_

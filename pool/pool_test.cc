@@ -1,0 +1,490 @@
+// Pool and ThreadPool across the start methods: every call, callbacks, errors,
+// initializer, maxtasksperchild, and workers dying in the middle of a task.
+#include "pool/pool.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "process/context.h"
+#include "process/process.h"
+#include "reduction/registry.h"
+
+namespace mp = multiprocessing;
+using mp::pool::PoolOptions;
+using namespace std::chrono_literals;
+
+namespace pool_test {
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+int fail_on_five(int x) {
+  if (x == 5) throw mp::ValueError("five is not allowed");
+  return x;
+}
+struct CustomError : std::exception {
+  const char* what() const noexcept override { return "custom trouble"; }
+};
+int throw_custom(int) { throw CustomError(); }
+int throw_out_of_range(int) { throw std::out_of_range("index 7 is out of range"); }
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int get_pid() { return static_cast<int>(getpid()); }
+void nothing(int) {}
+std::string bad_utf8(int) { return std::string("\xff\xfe", 2); }
+std::string greet(const std::string& name) { return "hello " + name; }
+
+// Dies the way `how` says when x == 3.
+int die_on_three(int x, int how) {
+  if (x == 3) {
+    switch (how) {
+      case 0:
+        raise(SIGKILL);
+        break;
+      case 1: {
+        volatile int* p = nullptr;
+        *p = 1;
+        break;
+      }
+      case 2:
+        std::abort();
+      case 3:
+        _exit(7);
+    }
+  }
+  return x;
+}
+
+int g_initialized = 0;
+void init_worker(int value) { g_initialized = value; }
+int read_initialized() { return g_initialized; }
+
+int unregistered_square(int x) { return x * x; }
+
+struct NoPickle {
+  int v = 0;
+};
+int take_no_pickle(NoPickle p) { return p.v; }
+NoPickle make_no_pickle(int x) { return NoPickle{x}; }
+
+}  // namespace pool_test
+
+MP_REGISTER_FUNCTION(pool_test::square);
+MP_REGISTER_FUNCTION(pool_test::add);
+MP_REGISTER_FUNCTION(pool_test::fail_on_five);
+MP_REGISTER_FUNCTION(pool_test::throw_custom);
+MP_REGISTER_FUNCTION(pool_test::throw_out_of_range);
+MP_REGISTER_FUNCTION(pool_test::sleep_ms);
+MP_REGISTER_FUNCTION(pool_test::get_pid);
+MP_REGISTER_FUNCTION(pool_test::nothing);
+MP_REGISTER_FUNCTION(pool_test::bad_utf8);
+MP_REGISTER_FUNCTION(pool_test::greet);
+MP_REGISTER_FUNCTION(pool_test::die_on_three);
+MP_REGISTER_FUNCTION(pool_test::init_worker);
+MP_REGISTER_FUNCTION(pool_test::read_initialized);
+
+namespace {
+
+using namespace pool_test;
+
+// Aborts the test program if a test runs too long, so that a hang fails.
+class Watchdog {
+ public:
+  explicit Watchdog(std::chrono::seconds limit) {
+    thread_ = std::thread([this, limit] {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(lock, limit, [&] { return done_; })) {
+        std::cerr << "watchdog: test exceeded its deadline" << std::endl;
+        std::abort();
+      }
+    });
+  }
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// A Pool or a ThreadPool behind the shared API.
+class AnyPool {
+ public:
+  AnyPool(const std::string& kind, PoolOptions options) {
+    if (kind == "thread") {
+      threads_ = std::make_unique<mp::pool::ThreadPool>(std::move(options));
+    } else {
+      options.context = &mp::get_context(kind);
+      processes_ = std::make_unique<mp::Pool>(std::move(options));
+    }
+  }
+  mp::pool::internal::PoolApi& operator*() {
+    if (threads_) return *threads_;
+    return *processes_;
+  }
+  mp::pool::internal::PoolApi* operator->() { return &**this; }
+  void reset() {
+    threads_.reset();
+    processes_.reset();
+  }
+
+ private:
+  std::unique_ptr<mp::pool::ThreadPool> threads_;
+  std::unique_ptr<mp::Pool> processes_;
+};
+
+class PoolTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  bool threads() const { return GetParam() == "thread"; }
+  AnyPool Make(PoolOptions options = {.processes = 2}) {
+    return AnyPool(GetParam(), std::move(options));
+  }
+  Watchdog watchdog_{std::chrono::seconds(60)};
+};
+
+constexpr auto kLong = 20s;
+
+std::vector<int> Range(int n) {
+  std::vector<int> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+std::vector<int> Squares(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i * i;
+  return v;
+}
+
+TEST_P(PoolTest, ApplyAndApplyAsync) {
+  AnyPool pool = Make();
+  EXPECT_EQ(pool->apply(square, {7}), 49);
+  EXPECT_EQ(pool->apply(add, {2, 3}), 5);
+  EXPECT_EQ(pool->apply(greet, {"bob"}), "hello bob");
+  auto r = pool->apply_async(square, {9});
+  EXPECT_EQ(r.get(kLong), 81);
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  EXPECT_EQ(r.get(kLong), 81);  // again
+  auto v = pool->apply_async(nothing, {1});
+  EXPECT_EQ(v.get(kLong), nullptr);
+}
+
+TEST_P(PoolTest, MapStarmapAndChunksizes) {
+  AnyPool pool = Make();
+  EXPECT_EQ(pool->map(square, Range(10)), Squares(10));
+  EXPECT_EQ(pool->map(square, Range(1000), 7), Squares(1000));
+  EXPECT_EQ(pool->map(square, Range(100), 1), Squares(100));
+  EXPECT_EQ(pool->map(square, std::vector<int>{}), std::vector<int>{});
+  std::vector<std::tuple<int, int>> pairs = {{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(pool->starmap(add, pairs), (std::vector<int>{3, 7, 11}));
+  auto m = pool->map_async(square, Range(50));
+  EXPECT_EQ(m.get(kLong), Squares(50));
+  auto s = pool->starmap_async(add, pairs, 2);
+  EXPECT_EQ(s.get(kLong), (std::vector<int>{3, 7, 11}));
+  EXPECT_THROW(pool->map(square, Range(3), 0), mp::ValueError);
+}
+
+TEST(ChunksizeTest, DefaultIsCPythons) {
+  using mp::pool::internal::DefaultChunksize;
+  EXPECT_EQ(DefaultChunksize(0, 4), 0u);
+  EXPECT_EQ(DefaultChunksize(10, 4), 1u);       // divmod(10, 16) -> (0, 10)
+  EXPECT_EQ(DefaultChunksize(200000, 2), 25000u);
+  EXPECT_EQ(DefaultChunksize(17, 2), 3u);       // divmod(17, 8) -> (2, 1)
+  EXPECT_EQ(DefaultChunksize(16, 2), 2u);
+}
+
+TEST_P(PoolTest, ImapInOrderAndUnordered) {
+  AnyPool pool = Make();
+  auto it = pool->imap(square, Range(20));
+  std::vector<int> got;
+  while (auto x = it.next(kLong)) got.push_back(*x);
+  EXPECT_EQ(got, Squares(20));
+  got.clear();
+  for (int x : pool->imap(square, Range(30), 4)) got.push_back(x);
+  EXPECT_EQ(got, Squares(30));
+  auto un = pool->imap_unordered(square, Range(25), 3);
+  std::multiset<int> set;
+  while (auto x = un.next(kLong)) set.insert(*x);
+  std::vector<int> want = Squares(25);
+  EXPECT_EQ(set, std::multiset<int>(want.begin(), want.end()));
+}
+
+TEST_P(PoolTest, TimeoutsRaiseTimeoutError) {
+  AnyPool pool = Make();
+  auto r = pool->apply_async(sleep_ms, {300});
+  EXPECT_FALSE(r.ready());
+  EXPECT_THROW(r.successful(), mp::ValueError);
+  EXPECT_THROW(r.get(10ms), mp::TimeoutError);
+  r.wait(10ms);
+  EXPECT_EQ(r.get(kLong), 300);
+  auto it = pool->imap(sleep_ms, std::vector<int>{300, 0});
+  EXPECT_THROW(it.next(10ms), mp::TimeoutError);
+  EXPECT_EQ(it.next(kLong), 300);
+  EXPECT_EQ(it.next(kLong), 0);
+  EXPECT_EQ(it.next(kLong), std::nullopt);
+}
+
+TEST_P(PoolTest, CallbacksRunOnOneThreadInCompletionOrder) {
+  AnyPool pool = Make();
+  std::mutex mu;
+  std::vector<int> seen;
+  std::set<std::thread::id> callback_threads;
+  std::vector<std::string> errors;
+  std::vector<mp::pool::AsyncResult<int>> results;
+  for (int i = 0; i < 10; ++i) {
+    results.push_back(pool->apply_async(
+        fail_on_five, {i},
+        {.callback =
+             [&](const int& v) {
+               std::lock_guard<std::mutex> lock(mu);
+               seen.push_back(v);
+               callback_threads.insert(std::this_thread::get_id());
+             },
+         .error_callback =
+             [&](const std::exception& e) {
+               std::lock_guard<std::mutex> lock(mu);
+               errors.push_back(mp::PythonNameOf(e) + ": " + e.what());
+               callback_threads.insert(std::this_thread::get_id());
+             }}));
+  }
+  for (auto& r : results) r.wait(kLong);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(seen.size(), 9u);
+  EXPECT_EQ(errors, std::vector<std::string>{"ValueError: five is not allowed"});
+  EXPECT_EQ(callback_threads.size(), 1u);
+  EXPECT_EQ(callback_threads.count(std::this_thread::get_id()), 0u);
+  std::vector<int> mapped;
+  auto m = pool->map_async(square, Range(5), std::nullopt,
+                           {.callback = [&](const std::vector<int>& v) {
+                             mapped = v;
+                           }});
+  m.wait(kLong);
+  EXPECT_EQ(mapped, Squares(5));
+}
+
+TEST_P(PoolTest, ExceptionsKeepTheirType) {
+  AnyPool pool = Make();
+  auto r = pool->apply_async(fail_on_five, {5});
+  r.wait(kLong);
+  EXPECT_FALSE(r.successful());
+  try {
+    r.get(kLong);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::ValueError& e) {
+    EXPECT_STREQ(e.what(), "five is not allowed");
+  }
+  EXPECT_THROW(pool->apply(throw_out_of_range, {1}), mp::IndexError);
+  if (threads()) {
+    EXPECT_THROW(pool->apply(throw_custom, {1}), CustomError);
+  } else {
+    try {
+      pool->apply(throw_custom, {1});
+      ADD_FAILURE() << "no exception";
+    } catch (const mp::RemoteError& e) {
+      EXPECT_NE(std::string(e.what()).find("CustomError"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("custom trouble"),
+                std::string::npos);
+    }
+  }
+  // map fails as a whole; the pool keeps working.
+  EXPECT_THROW(pool->map_async(fail_on_five, Range(10)).get(kLong),
+               mp::ValueError);
+  auto it = pool->imap(fail_on_five, Range(8));
+  std::vector<int> got;
+  for (int i = 0; i < 8; ++i) {
+    try {
+      got.push_back(*it.next(kLong));
+    } catch (const mp::ValueError&) {
+      got.push_back(-1);
+    }
+  }
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 4, -1, 6, 7}));
+  EXPECT_EQ(pool->apply(square, {3}), 9);
+}
+
+TEST_P(PoolTest, PicklingErrors) {
+  if (threads()) {
+    AnyPool pool = Make();
+    EXPECT_EQ(pool->apply(take_no_pickle, {NoPickle{4}}), 4);
+    return;
+  }
+  AnyPool pool = Make();
+  EXPECT_THROW(pool->apply_async(take_no_pickle, {NoPickle{1}}),
+               mp::PicklingError);
+  auto r = pool->apply_async(make_no_pickle, {1});
+  EXPECT_THROW(r.get(kLong), mp::PicklingError);
+  EXPECT_THROW(pool->apply(bad_utf8, {1}), mp::PicklingError);
+  if (GetParam() != "fork") {
+    try {
+      pool->apply_async(unregistered_square, {2});
+      ADD_FAILURE() << "no exception";
+    } catch (const mp::PicklingError& e) {
+      EXPECT_NE(std::string(e.what()).find("MP_REGISTER_FUNCTION"),
+                std::string::npos)
+          << e.what();
+    }
+  } else {
+    EXPECT_EQ(pool->apply(unregistered_square, {2}), 4);
+  }
+  EXPECT_EQ(pool->apply(square, {3}), 9);
+}
+
+TEST_P(PoolTest, InitializerRunsInEachWorker) {
+  AnyPool pool = Make({.processes = 2, .initializer = {init_worker, 42}});
+  if (threads()) {
+    // Threads share the global: it was set.
+    EXPECT_EQ(pool->apply(read_initialized, {}), 42);
+    g_initialized = 0;
+    return;
+  }
+  for (int v : pool->map(sleep_ms, std::vector<int>(4, 20), 1)) EXPECT_EQ(v, 20);
+  auto values = pool->starmap(read_initialized, std::vector<std::tuple<>>(6));
+  for (int v : values) EXPECT_EQ(v, 42);
+  EXPECT_EQ(g_initialized, 0);  // not in the parent
+}
+
+TEST_P(PoolTest, CloseJoinTerminateAndState) {
+  AnyPool pool = Make();
+  EXPECT_THROW(pool->join(), mp::ValueError);
+  auto r = pool->apply_async(sleep_ms, {100});
+  pool->close();
+  EXPECT_THROW(pool->apply(square, {1}), mp::ValueError);
+  EXPECT_THROW(pool->map(square, Range(3)), mp::ValueError);
+  pool->join();
+  EXPECT_EQ(r.get(kLong), 100);  // close lets queued work finish
+
+  AnyPool other = Make();
+  auto slow = other->apply_async(sleep_ms, {5000});
+  other->terminate();
+  other->join();
+  EXPECT_THROW(slow.get(kLong), mp::ProcessError);
+  EXPECT_THROW(other->apply(square, {1}), mp::ValueError);
+
+  AnyPool destroyed = Make();
+  auto pending = destroyed->apply_async(sleep_ms, {5000});
+  destroyed.reset();  // terminates
+  EXPECT_TRUE(pending.ready());
+}
+
+TEST_P(PoolTest, BadOptions) {
+  EXPECT_THROW(Make({.processes = 0}), mp::ValueError);
+  if (!threads()) {
+    EXPECT_THROW(Make({.processes = 1, .maxtasksperchild = 0}), mp::ValueError);
+  }
+  AnyPool pool = Make({});
+  EXPECT_EQ(pool->processes(), mp::cpu_count());
+}
+
+TEST_P(PoolTest, MaxTasksPerChildReplacesWorkers) {
+  if (threads()) GTEST_SKIP() << "threads have no maxtasksperchild";
+  AnyPool pool = Make({.processes = 2, .maxtasksperchild = 2});
+  std::set<int> pids;
+  for (int i = 0; i < 8; ++i) pids.insert(pool->apply(get_pid, {}));
+  EXPECT_GE(pids.size(), 4u);
+  EXPECT_EQ(pool->map(square, Range(40), 1), Squares(40));
+}
+
+class WorkerDeathTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+ protected:
+  Watchdog watchdog_{std::chrono::seconds(60)};
+};
+
+TEST_P(WorkerDeathTest, TaskFailsOthersComplete) {
+  const auto& [method, how] = GetParam();
+  mp::Pool pool({.processes = 2, .context = &mp::get_context(method)});
+  std::vector<mp::pool::AsyncResult<int>> results;
+  for (int i = 0; i < 8; ++i)
+    results.push_back(pool.apply_async(die_on_three, {i, how}));
+  for (int i = 0; i < 8; ++i) {
+    if (i == 3) {
+      try {
+        results[i].get(kLong);
+        ADD_FAILURE() << "no exception";
+      } catch (const mp::ProcessError& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find("PoolWorker-"), std::string::npos) << what;
+        const char* expected[] = {"killed by SIGKILL", "killed by SIGSEGV",
+                                  "killed by SIGABRT", "exited with code 7"};
+        EXPECT_NE(what.find(expected[how]), std::string::npos) << what;
+      }
+    } else {
+      EXPECT_EQ(results[i].get(kLong), i);
+    }
+  }
+  // map over a death: it fails, as one of its chunks did; the pool goes on.
+  auto m = pool.starmap_async(die_on_three,
+                              std::vector<std::tuple<int, int>>{
+                                  {1, how}, {2, how}, {3, how}, {4, how}},
+                              1);
+  EXPECT_THROW(m.get(kLong), mp::ProcessError);
+  EXPECT_EQ(pool.map_async(square, Range(100)).get(kLong), Squares(100));
+  pool.close();
+  pool.join();
+}
+
+TEST_P(PoolTest, TaskTimeoutKillsAndReplaces) {
+  if (threads()) GTEST_SKIP() << "threads cannot be stopped";
+  AnyPool pool = Make({.processes = 2, .task_timeout = 300ms});
+  auto slow = pool->apply_async(sleep_ms, {10000});
+  auto fast = pool->apply_async(sleep_ms, {10});
+  EXPECT_THROW(slow.get(kLong), mp::TimeoutError);
+  EXPECT_EQ(fast.get(kLong), 10);
+  EXPECT_EQ(pool->map_async(square, Range(20)).get(kLong), Squares(20));
+}
+
+TEST_P(PoolTest, ManyConcurrentCallers) {
+  AnyPool pool = Make();
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i)
+        if (pool->apply_async(add, {t, i}).get(kLong) == t + i) ++ok;
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, PoolTest,
+                         ::testing::Values("fork", "spawn", "forkserver",
+                                           "thread"));
+INSTANTIATE_TEST_SUITE_P(
+    Methods, WorkerDeathTest,
+    ::testing::Combine(::testing::Values("fork", "spawn", "forkserver"),
+                       ::testing::Values(0, 1, 2, 3)));
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mp::freeze_support(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
