@@ -75,13 +75,15 @@ struct WriterState {
 };
 }  // namespace internal
 
-Writer::Writer(int protocol, OutOfBand* oob) : protocol_(protocol), oob_(oob) {
+Writer::Writer(int protocol, OutOfBand* oob, size_t size_hint)
+    : protocol_(protocol), oob_(oob) {
   if (protocol < 2 || protocol > kHighestProtocol) {
     throw ValueError(absl::StrCat("pickle protocol ", protocol,
                                   " is not supported; use 2 to 5"));
   }
-  buf_.resize(15);  // the string's inline capacity: small pickles allocate
-                    // once, at finish()
+  // At least the string's inline capacity: small pickles need no allocation
+  // before finish().
+  buf_.resize(std::max<size_t>(size_hint, 15));
   buf_[0] = static_cast<char>(op::kProto);
   buf_[1] = static_cast<char>(protocol);
   len_ = 2;

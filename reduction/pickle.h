@@ -159,7 +159,10 @@ struct ReaderAccess;
 // begin_*, the items' saves and end_*.
 class Writer {
  public:
-  explicit Writer(int protocol = kDefaultProtocol, OutOfBand* oob = nullptr);
+  // `size_hint`: the expected size of the pickle, so that the buffer is
+  // allocated once.
+  explicit Writer(int protocol = kDefaultProtocol, OutOfBand* oob = nullptr,
+                  size_t size_hint = 0);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -204,6 +207,9 @@ class Writer {
   }
   void write_int(absl::int128 v);
   void write_uint(absl::uint128 v) { write_long(false, v); }
+  // The items of a list of ints, in one pass.
+  template <std::integral I>
+  void write_int_items(const I* items, size_t n);
   // An int given as sign and magnitude (up to 2**128 - 1).
   void write_long(bool negative, absl::uint128 magnitude);
   void write_float(double v);
@@ -337,11 +343,10 @@ class Reader {
   // the value).
   template <class Item, class Truncate>
   size_t read_dict(Item&& item, Truncate&& truncate);
-  // Reads consecutive small ints (the common encoding of a list of ints)
-  // straight into sink(int64_t); returns how many were read (0 if the next
+  // Reads up to `max` consecutive ints of up to 32 bits (the common encoding
+  // of a list of ints) into `out`; returns how many were read (0 if the next
   // value is not one).
-  template <class Sink>
-  size_t read_int_run(Sink&& sink);
+  size_t read_int_run(int64_t* out, size_t max);
 
   // Tries f(); if f fails to decode, rewinds to where it started and returns
   // false.
@@ -583,28 +588,27 @@ bool Reader::attempt(F&& f) {
   }
 }
 
-template <class Sink>
-size_t Reader::read_int_run(Sink&& sink) {
+inline size_t Reader::read_int_run(int64_t* out, size_t max) {
   const uint8_t* p = pos_;
   const uint8_t* e = end_;
   size_t n = 0;
-  while (e - p >= 5) {
+  if (max > budget_) max = budget_;
+  while (n < max && e - p >= 5) {
     uint8_t op = *p;
     if (op == internal::op::kBinInt1) {
-      sink(int64_t{p[1]});
+      out[n] = p[1];
       p += 2;
     } else if (op == internal::op::kBinInt2) {
-      sink(int64_t{internal::LoadLE16(p + 1)});
+      out[n] = internal::LoadLE16(p + 1);
       p += 3;
     } else if (op == internal::op::kBinInt) {
-      sink(int64_t{static_cast<int32_t>(internal::LoadLE32(p + 1))});
+      out[n] = static_cast<int32_t>(internal::LoadLE32(p + 1));
       p += 5;
     } else {
       break;
     }
     ++n;
   }
-  if (n > budget_) too_complex();
   budget_ -= n;
   pos_ = p;
   return n;
@@ -750,10 +754,63 @@ size_t Reader::read_dict(Item&& item, Truncate&& truncate) {
   return count;
 }
 
+namespace internal {
+// The expected pickle size of values whose size is easy to tell (0: unknown).
+template <class T>
+size_t SizeHint(const T& value) {
+  if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    return std::string_view(value).size() + 24;
+  } else if constexpr (requires {
+                         value.data();
+                         value.size();
+                         typename T::value_type;
+                       }) {
+    if constexpr (std::is_arithmetic_v<typename T::value_type>)
+      return value.size() * 9 + 24;
+  }
+  return 0;
+}
+}  // namespace internal
+
+template <std::integral I>
+void Writer::write_int_items(const I* items, size_t n) {
+  char* p = room(n * 9);
+  for (size_t i = 0; i < n; ++i) {
+    using Wide = std::conditional_t<std::is_signed_v<I>, int64_t, uint64_t>;
+    auto v = static_cast<Wide>(items[i]);
+    bool non_negative = !std::is_signed_v<I> || static_cast<int64_t>(v) >= 0;
+    if (non_negative && static_cast<uint64_t>(v) <= 0xFF) {
+      p[0] = static_cast<char>(internal::op::kBinInt1);
+      p[1] = static_cast<char>(v);
+      p += 2;
+    } else if (non_negative && static_cast<uint64_t>(v) <= 0xFFFF) {
+      p[0] = static_cast<char>(internal::op::kBinInt2);
+      p[1] = static_cast<char>(v & 0xFF);
+      p[2] = static_cast<char>(v >> 8);
+      p += 3;
+    } else if (non_negative ? static_cast<uint64_t>(v) <= INT32_MAX
+                            : static_cast<int64_t>(v) >= INT32_MIN) {
+      p[0] = static_cast<char>(internal::op::kBinInt);
+      auto u = static_cast<uint32_t>(static_cast<int32_t>(v));
+      std::memcpy(p + 1, &u, 4);
+      p += 5;
+    } else {
+      len_ = static_cast<size_t>(p - buf_.data());
+      if constexpr (std::is_signed_v<I>) {
+        write_int(static_cast<int64_t>(v));
+      } else {
+        write_uint(static_cast<uint64_t>(v));
+      }
+      p = room((n - i - 1) * 9);
+    }
+  }
+  len_ = static_cast<size_t>(p - buf_.data());
+}
+
 template <class T>
 std::string dumps(const T& value, OutOfBand* oob, int protocol) {
   internal::RequirePicklable<T>();
-  Writer w(protocol, oob);
+  Writer w(protocol, oob, internal::SizeHint(value));
   w.save(value);
   return w.finish();
 }
@@ -900,28 +957,41 @@ struct ListPickler {
   static void Save(Writer& w, const C& v) {
     RequirePicklable<T>();
     w.begin_list();
-    if constexpr (std::is_arithmetic_v<T>) w.reserve(v.size() * 9);
-    for (const auto& x : v) w.save(x);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> &&
+                  requires { v.data(); }) {
+      w.write_int_items(v.data(), v.size());
+    } else {
+      for (const auto& x : v) w.save(x);
+    }
     w.end_list();
   }
   static C Load(Reader& r) {
     RequirePicklable<T>();
     C out;
     auto item = [&]() -> size_t {
-      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> &&
-                    sizeof(T) >= 4) {
-        // Bulk path for the common case, checked like read_int<T>().
-        size_t n = r.read_int_run([&](int64_t x) {
-          if constexpr (std::is_signed_v<T>) {
-            out.push_back(static_cast<T>(x));
-          } else {
-            if (x < 0)
-              throw OverflowError("int " + std::to_string(x) +
-                                  " does not fit in an unsigned integer");
-            out.push_back(static_cast<T>(x));
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        // Bulk path for the common case, in chunks (so the container grows once
+        // per chunk).
+        int64_t chunk[256];
+        size_t total = 0;
+        while (size_t n = r.read_int_run(chunk, 256)) {
+          if constexpr (!std::is_same_v<T, int64_t>) {
+            for (size_t i = 0; i < n; ++i) {
+              if (chunk[i] <
+                      static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+                  (chunk[i] > 0 && static_cast<uint64_t>(chunk[i]) >
+                                       std::numeric_limits<T>::max())) {
+                throw OverflowError(
+                    "int " + std::to_string(chunk[i]) + " does not fit in a " +
+                    std::to_string(8 * sizeof(T)) + "-bit integer");
+              }
+            }
           }
-        });
-        if (n) return n;
+          out.insert(out.end(), chunk, chunk + n);
+          total += n;
+          if (n < 256) break;
+        }
+        if (total) return total;
       }
       out.push_back(r.load<T>());
       return 1;

@@ -67,7 +67,13 @@ bool IsPickleUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
   const uint8_t* e = p + s.size();
   while (p < e) {
-    // Fast path: eight ASCII bytes at a time.
+    // Fast path: ASCII, 32 then 8 bytes at a time.
+    while (e - p >= 32) {
+      uint64_t w[4];
+      std::memcpy(w, p, 32);
+      if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL) break;
+      p += 32;
+    }
     while (e - p >= 8) {
       uint64_t w;
       std::memcpy(&w, p, 8);
