@@ -375,7 +375,7 @@ TEST(InteropTest, CppListenerWithPythonClient) {
     PythonPeer py(
         dir, kPythonClient,
         {inet ? "inet" : "unix", inet ? a.host() : a.path(),
-         std::to_string(inet ? a.port() : 0), "secret password", "bytes"});
+         std::to_string(inet ? a.port() : 0), "secret password", "objects"});
     Connection c = AcceptWithin(listener);
     EXPECT_EQ(py.ReadLine(), "connected");
     c.send_bytes("abc");
@@ -383,6 +383,19 @@ TEST(InteropTest, CppListenerWithPythonClient) {
     c.send_bytes(big);
     EXPECT_EQ(RecvBytes(c), Checksum(big));
     EXPECT_TRUE(RecvBytes(c) == big);
+    // Objects both ways: C++ -> Python -> C++ (typed), and Python's own -> C++
+    // (dynamic).
+    const auto sent =
+        std::make_tuple(42, std::string("hello"), 2.5, std::optional<int>(),
+                        std::vector<int>{1, 2, 3});
+    c.send(sent);
+    EXPECT_EQ(py.ReadLine(), "(42, 'hello', 2.5, None, [1, 2, 3])");
+    ASSERT_TRUE(c.poll(seconds(60)));
+    EXPECT_TRUE(c.recv<std::remove_const_t<decltype(sent)>>() == sent);
+    ASSERT_TRUE(c.poll(seconds(60)));
+    EXPECT_EQ(reduction::repr(c.recv()),
+              "[1, 'two', 3.5, None, (True, b'x'), {'k': "
+              "[1180591620717411303424]}]");
     int status;
     py.Finish(&status);
     EXPECT_TRUE(ExitedOk(status));
@@ -402,7 +415,7 @@ TEST(InteropTest, CppListenerRejectsPythonClientWithWrongKey) {
 TEST(InteropTest, PythonListenerWithCppClient) {
   TempDir dir;
   const std::string big = BigMessage();
-  PythonPeer py(dir, kPythonListener, {"secret password", "bytes"});
+  PythonPeer py(dir, kPythonListener, {"secret password", "objects"});
   const int port = std::stoi(py.ReadLine());
   Connection c =
       Client(Address("127.0.0.1", port), {.authkey = "secret password"});
@@ -412,6 +425,11 @@ TEST(InteropTest, PythonListenerWithCppClient) {
   EXPECT_EQ(RecvBytes(c), "SHOUT");
   c.send_bytes(big);
   EXPECT_TRUE(RecvBytes(c) == big);
+  ASSERT_TRUE(c.poll(seconds(60)));
+  EXPECT_EQ(reduction::repr(c.recv()),
+            "{'list': [1, 2.5, 'x'], 'none': None, 'tuple': (1, b'b')}");
+  c.send(std::map<std::string, std::vector<double>>{{"a", {1.5}}, {"b", {}}});
+  EXPECT_EQ(py.ReadLine(), "{'a': [1.5], 'b': []}");
   int status;
   py.Finish(&status);
   EXPECT_TRUE(ExitedOk(status));
@@ -451,52 +469,6 @@ TEST(InteropTest, Sha256HandshakeWithA312StylePythonPeer) {
         {"client", "k312", std::to_string(listener.address().port())});
     EXPECT_THROW(AcceptWithin(listener), AuthenticationError);
     EXPECT_EQ(py.ReadLine(), "failed");
-  }
-}
-
-TEST(InteropTest, ObjectsBothWaysWithPython) {
-  TempDir dir;
-  const std::string big = BigMessage();
-  {
-    Listener listener(Address("127.0.0.1", 0), {.authkey = "objects"});
-    PythonPeer py(
-        dir, kPythonClient,
-        {"inet", "127.0.0.1", std::to_string(listener.address().port()),
-         "objects", "objects"});
-    Connection c = AcceptWithin(listener);
-    EXPECT_EQ(py.ReadLine(), "connected");
-    c.send_bytes("abc");
-    EXPECT_EQ(RecvBytes(c), "cba");
-    c.send_bytes(big);
-    EXPECT_EQ(RecvBytes(c), Checksum(big));
-    EXPECT_TRUE(RecvBytes(c) == big);
-    const auto sent =
-        std::make_tuple(42, std::string("hello"), 2.5, std::optional<int>(),
-                        std::vector<int>{1, 2, 3});
-    c.send(sent);
-    EXPECT_EQ(py.ReadLine(), "(42, 'hello', 2.5, None, [1, 2, 3])");
-    ASSERT_TRUE(c.poll(seconds(60)));
-    EXPECT_TRUE(c.recv<std::remove_const_t<decltype(sent)>>() == sent);
-    ASSERT_TRUE(c.poll(seconds(60)));
-    EXPECT_EQ(
-        reduction::repr(c.recv()),
-        "[1, 'two', 3.5, None, (True, b'x'), {'k': [1180591620717411303424]}]");
-  }
-  {
-    PythonPeer py(dir, kPythonListener, {"objects", "objects"});
-    const int port = std::stoi(py.ReadLine());
-    Connection c = Client(Address("127.0.0.1", port), {.authkey = "objects"});
-    EXPECT_EQ(py.ReadLine(), "accepted");
-    EXPECT_EQ(RecvBytes(c), "hello from python");
-    c.send_bytes("shout");
-    EXPECT_EQ(RecvBytes(c), "SHOUT");
-    c.send_bytes(big);
-    EXPECT_TRUE(RecvBytes(c) == big);
-    ASSERT_TRUE(c.poll(seconds(60)));
-    EXPECT_EQ(reduction::repr(c.recv()),
-              "{'list': [1, 2.5, 'x'], 'none': None, 'tuple': (1, b'b')}");
-    c.send(std::map<std::string, std::vector<double>>{{"a", {1.5}}, {"b", {}}});
-    EXPECT_EQ(py.ReadLine(), "{'a': [1.5], 'b': []}");
   }
 }
 
