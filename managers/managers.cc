@@ -1,0 +1,336 @@
+// BaseManager and SyncManager: starting the server process, connecting to a
+// server, creating shared objects, shutting down.
+#include "managers/managers.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "connection/connection.h"
+#include "connection/listener.h"
+#include "errors/errors.h"
+#include "logging/logging.h"
+#include "managers/internal/builtins.h"
+#include "managers/internal/state.h"
+#include "managers/internal/wire.h"
+#include "process/context.h"
+#include "process/process.h"
+#include "process/util.h"
+
+namespace multiprocessing::managers {
+namespace internal {
+
+using reduction::Object;
+
+enum class Phase { kInitial, kStarted, kShutdown };
+
+struct ManagerState {
+  Registry registry;
+  std::optional<connection::Address> address;
+  std::string authkey;
+  Phase phase = Phase::kInitial;
+  std::optional<Process> process;
+  std::shared_ptr<ManagerLink> link = std::make_shared<ManagerLink>();
+  Finalize finalizer;
+  std::mutex mu;
+
+  const connection::Address& Address() const {
+    if (!address) {
+      throw ValueError(
+          "the manager has no address yet: start() or connect() it first");
+    }
+    return *address;
+  }
+  void RequireStarted() const {
+    if (phase != Phase::kStarted) {
+      throw ProcessError(phase == Phase::kShutdown
+                             ? "the manager has been shut down"
+                             : "the manager is not started: call start() or "
+                               "connect() first");
+    }
+  }
+};
+
+std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
+                                    const std::string& type_id,
+                                    const std::string& args,
+                                    const char* proxy_name) {
+  if (!m) throw ValueError("the manager was moved from");
+  m->RequireStarted();
+  if (auto it = m->registry.find(type_id);
+      it != m->registry.end() && !it->second.options.create_method) {
+    throw AttributeError("typeid '" + type_id +
+                         "' is registered with create_method=false");
+  }
+  Object call_args = reduction::loads<Object>(args);
+  std::vector<Object> items{Object(type_id)};
+  for (const Object& a : call_args.items()) items.push_back(a);
+  Response r = PublicCall(m->Address(), m->authkey, "create",
+                          Object::tuple(std::move(items)));
+  if (!r.result.is_tuple() || r.result.size() != 2) {
+    throw RemoteError("malformed answer to create: " + repr(r.result));
+  }
+  std::optional<std::vector<std::string>> exposed;
+  exposed.emplace();
+  for (const Object& n : r.result.items()[1].items()) {
+    exposed->push_back(n.as_str());
+  }
+  Token token{type_id, m->Address(), r.result.items()[0].as_str()};
+  return NewState(std::move(token), m->authkey, std::move(exposed), m->link,
+                  proxy_name, /*owned=*/true);
+}
+
+namespace {
+
+// Stops `server` when the owner process ends; returns the watcher thread.
+std::thread WatchOwner(Server& server, int stop_fd) {
+  int sentinel = -1;
+  try {
+    std::optional<Process> parent = parent_process();
+    if (parent) sentinel = parent->sentinel();
+  } catch (const std::exception&) {
+    sentinel = -1;
+  }
+  if (sentinel < 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    return std::thread();
+  }
+  return std::thread([&server, sentinel, stop_fd] {
+    pollfd fds[2] = {{sentinel, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
+    }
+    if (fds[0].revents) {
+      logging::info("manager's owner process ended; shutting down");
+      server.stop();
+    }
+  });
+}
+
+void RunServer(Registry registry, std::optional<connection::Address> address,
+               std::string authkey, connection::Connection writer,
+               std::function<void()> initializer) {
+  if (initializer) initializer();
+  Server server(std::move(registry), std::move(address), std::move(authkey));
+  writer.send(AddressToObject(server.address()));
+  writer.close();
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) RaiseOSError("pipe2", errno);
+  std::thread watcher = WatchOwner(server, pipefd[0]);
+  server.serve_until_shutdown();
+  ::close(pipefd[1]);
+  if (watcher.joinable()) watcher.join();
+  ::close(pipefd[0]);
+}
+
+void FinalizeManager(const std::shared_ptr<ManagerState>& m) {
+  std::lock_guard<std::mutex> lock(m->mu);
+  if (m->phase != Phase::kStarted) return;
+  m->phase = Phase::kShutdown;
+  m->link->shut_down.store(true);
+  if (!m->process) return;  // connect()ed: the server is not ours
+  Process& p = *m->process;
+  if (p.is_alive()) {
+    logging::info("sending shutdown message to manager");
+    try {
+      connection::Connection c =
+          connection::Client(*m->address, {.authkey = m->authkey});
+      reduction::Writer w;
+      w.begin_tuple();
+      w.write_none();
+      w.write_str("shutdown");
+      w.begin_tuple();
+      w.end_tuple();
+      w.begin_dict();
+      w.end_dict();
+      w.end_tuple();
+      c.send_bytes(w.finish());
+      c.recv_bytes();
+    } catch (const std::exception& e) {
+      logging::debug("could not send the shutdown message: ", e.what());
+    }
+    p.join(std::chrono::seconds(1));
+    if (p.is_alive()) {
+      logging::info("manager still alive");
+      p.terminate();
+      p.join(std::chrono::milliseconds(100));
+      if (p.is_alive()) {
+        logging::info("manager still alive after terminate");
+        p.kill();
+        p.join();
+      }
+    }
+  }
+}
+
+std::string ShortName(std::string name) {
+  size_t colon = name.rfind("::");
+  if (colon != std::string::npos) name = name.substr(colon + 2);
+  return name;
+}
+
+}  // namespace
+}  // namespace internal
+
+BaseManager::BaseManager(std::optional<connection::Address> address,
+                         std::optional<std::string> authkey)
+    : state_(std::make_shared<internal::ManagerState>()) {
+  state_->address = std::move(address);
+  state_->authkey = authkey ? std::move(*authkey) : current_process().authkey();
+}
+
+BaseManager::~BaseManager() {
+  if (!state_) return;
+  try {
+    shutdown();
+  } catch (const std::exception& e) {
+    logging::debug("manager shutdown failed: ", e.what());
+  }
+}
+
+BaseManager::BaseManager(BaseManager&&) noexcept = default;
+BaseManager& BaseManager::operator=(BaseManager&& other) noexcept {
+  if (this != &other) {
+    if (state_) {
+      try {
+        shutdown();
+      } catch (const std::exception&) {
+      }
+    }
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+void BaseManager::register_(const std::string& type_id, Callable callable,
+                            RegisterOptions options) {
+  state_->registry[type_id] =
+      TypeRegistration{type_id, std::move(callable), std::move(options)};
+}
+
+std::string BaseManager::class_name() const {
+  return internal::ShortName(
+      multiprocessing::internal::TypeName(typeid(*this)));
+}
+
+void BaseManager::start(std::function<void()> initializer) {
+  std::shared_ptr<internal::ManagerState> m = state_;
+  if (m->phase != internal::Phase::kInitial) {
+    throw ProcessError(m->phase == internal::Phase::kStarted
+                           ? "the manager is already started"
+                           : "the manager has been shut down");
+  }
+  auto [reader, writer_end] = Pipe(false);
+  connection::Connection writer = writer_end;
+  Process p = get_context("fork").Process(
+      [registry = m->registry, address = m->address, authkey = m->authkey,
+       writer, initializer]() mutable {
+        internal::RunServer(std::move(registry), std::move(address),
+                            std::move(authkey), std::move(writer),
+                            std::move(initializer));
+      });
+  std::string name = p.name();
+  size_t dash = name.find('-');
+  p.set_name(class_name() +
+             (dash == std::string::npos ? "" : name.substr(dash)));
+  internal::SetManagerServerChild(true);
+  try {
+    p.start();
+  } catch (...) {
+    internal::SetManagerServerChild(false);
+    throw;
+  }
+  internal::SetManagerServerChild(false);
+  writer.close();
+  // The child sends the address once it listens; it may also die first.
+  for (;;) {
+    if (reader.poll(std::chrono::milliseconds(100))) break;
+    if (!p.is_alive()) {
+      throw ProcessError(
+          "the manager's server process ended before serving (exit code " +
+          std::to_string(p.exitcode().value_or(-1)) + ")");
+    }
+  }
+  Object address;
+  try {
+    address = reader.recv();
+  } catch (const EOFError&) {
+    p.join(std::chrono::seconds(5));
+    throw ProcessError(
+        "the manager's server process ended before serving (exit code " +
+        std::to_string(p.exitcode().value_or(-1)) + ")");
+  }
+  m->address = internal::AddressFromObject(address);
+  m->process = p;
+  m->phase = internal::Phase::kStarted;
+  std::weak_ptr<internal::ManagerState> weak = m;
+  m->finalizer = Finalize(
+      [weak] {
+        if (auto s = weak.lock()) internal::FinalizeManager(s);
+      },
+      /*exitpriority=*/0);
+}
+
+Server BaseManager::get_server() {
+  if (state_->phase != internal::Phase::kInitial) {
+    throw ProcessError(
+        "get_server() needs a manager that was neither started nor connected");
+  }
+  return Server(state_->registry, state_->address, state_->authkey);
+}
+
+void BaseManager::connect() {
+  if (state_->phase == internal::Phase::kStarted) {
+    throw ProcessError("the manager is already started");
+  }
+  internal::PublicCall(state_->Address(), state_->authkey, "dummy",
+                       reduction::Object::tuple());
+  state_->phase = internal::Phase::kStarted;
+}
+
+void BaseManager::shutdown() {
+  if (!state_) return;
+  internal::FinalizeManager(state_);
+  state_->finalizer.cancel();
+}
+
+const connection::Address& BaseManager::address() const {
+  return state_->Address();
+}
+
+int64_t BaseManager::number_of_objects() {
+  state_->RequireStarted();
+  return internal::PublicCall(state_->Address(), state_->authkey,
+                              "number_of_objects", reduction::Object::tuple())
+      .result.as_int();
+}
+
+SyncManager::SyncManager(std::optional<connection::Address> address,
+                         std::optional<std::string> authkey)
+    : BaseManager(std::move(address), std::move(authkey)) {
+  for (const internal::Builtin& b : internal::Builtins()) {
+    register_(b.type_id, b.callable, RegisterOptions{.exposed = b.exposed});
+  }
+}
+
+}  // namespace multiprocessing::managers
+
+namespace multiprocessing {
+
+managers::SyncManager Manager() {
+  managers::SyncManager m;
+  m.start();
+  return m;
+}
+
+}  // namespace multiprocessing

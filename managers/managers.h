@@ -1,0 +1,240 @@
+// Managers, as Python's multiprocessing.managers: a server process holds
+// shared objects, and proxies in other processes (or on other machines) call
+// their methods.
+//
+//   int main(int argc, char** argv) {
+//     multiprocessing::freeze_support(argc, argv);
+//     auto manager = multiprocessing::Manager();        // a started
+//     SyncManager managers::DictProxy d = manager.dict(); managers::ListProxy l
+//     = manager.list(std::vector<int>{1, 2, 3}); multiprocessing::Process p(f,
+//     d, l);              // proxies as arguments
+//     ...
+//   }                                                   // ~SyncManager:
+//   shutdown()
+//
+// Customised managers register their own types (see referent.h for
+// MP_EXPOSE):
+//
+//   class MyManager : public managers::BaseManager {
+//    public:
+//     MyManager() { register_("Maths", managers::Factory<MathsClass>()); }
+//   };
+//   MyManager manager;
+//   manager.start();
+//   managers::AutoProxy maths = manager.create("Maths");
+//   maths._callmethod<int>("add", 4, 3);   // 7
+//
+// Remote managers: `BaseManager m({"", 50000}, "abracadabra");
+// m.get_server().serve_forever();` on one machine, `m.connect()` and
+// `m.create<QueueProxy>("get_queue")` on others. Connections are
+// authenticated with the authkey (current_process().authkey() by default),
+// with CPython's handshake; a wrong key raises AuthenticationError.
+//
+// The server runs one thread per connection; each process thread using
+// proxies keeps one connection to it. start() runs the server in a child
+// process made with the fork start method (it needs the registrations, which
+// live in this program's memory); the child ends when shutdown() is called,
+// when the manager object is destroyed, or when its owner process exits or
+// dies. Proxies themselves can go to children of any start method.
+#ifndef MULTIPROCESSING_MANAGERS_MANAGERS_H_
+#define MULTIPROCESSING_MANAGERS_MANAGERS_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "connection/address.h"
+#include "managers/proxy.h"
+#include "managers/referent.h"
+#include "reduction/object.h"
+
+namespace multiprocessing::managers {
+
+namespace internal {
+struct ManagerState;
+struct ServerState;
+std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
+                                    const std::string& type_id,
+                                    const std::string& args,
+                                    const char* proxy_name);
+}  // namespace internal
+
+// The keyword arguments of register().
+struct RegisterOptions {
+  // The methods proxies may call; unset: every public method (names not
+  // starting with '_').
+  std::optional<std::vector<std::string>> exposed;
+  // Methods whose result is returned as a new proxy of the given typeid
+  // instead of a copy.
+  std::map<std::string, std::string> method_to_typeid;
+  // Whether create(typeid) may make objects of this typeid (false for types
+  // only reached through method_to_typeid).
+  bool create_method = true;
+};
+
+struct TypeRegistration {
+  std::string type_id;
+  Callable callable;  // empty: for proxies returned by methods only
+  RegisterOptions options;
+};
+using Registry = std::map<std::string, TypeRegistration>;
+
+// Python's managers.Namespace: attributes without methods. Its repr shows the
+// public attributes, sorted: Namespace(x=10, y='hello').
+std::shared_ptr<Referent> MakeNamespace();
+// A queue.Queue held by a server, e.g. for a remote manager's "get_queue".
+std::shared_ptr<Referent> MakeQueue(int64_t maxsize = 0);
+
+// The server of a manager, serving in the calling process.
+class Server {
+ public:
+  // Binds `address` (an AF_UNIX socket in a temp dir when unset).
+  Server(Registry registry, std::optional<connection::Address> address,
+         std::string authkey);
+  ~Server();
+  Server(Server&&) noexcept;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The address clients connect to (the bound port when 0 was asked).
+  const connection::Address& address() const;
+  // Serves until a client sends shutdown, then ends the process with exit
+  // code 0 (as Python's serve_forever does); never returns.
+  [[noreturn]] void serve_forever();
+
+  // Serves until shutdown and returns (for a server run inside a manager
+  // process, or a thread that wants to go on).
+  void serve_until_shutdown();
+  // Stops serving (as a client's shutdown does); for another thread.
+  void stop();
+
+ private:
+  std::shared_ptr<internal::ServerState> state_;
+};
+
+// Python's BaseManager.
+class BaseManager {
+ public:
+  // `address`: where the server listens (start(), get_server()) or is found
+  // (connect()); unset: an AF_UNIX socket chosen by the server. `authkey`:
+  // raw bytes; unset: current_process().authkey().
+  explicit BaseManager(
+      std::optional<connection::Address> address = std::nullopt,
+      std::optional<std::string> authkey = std::nullopt);
+  virtual ~BaseManager();
+  BaseManager(BaseManager&&) noexcept;
+  BaseManager& operator=(BaseManager&&) noexcept;
+
+  // Registers a typeid: `callable` makes the shared objects in the server
+  // (leave it empty on a client that only connect()s).
+  void register_(const std::string& type_id, Callable callable = nullptr,
+                 RegisterOptions options = {});
+
+  // Starts the server process; `initializer` runs first in it. Raises
+  // ProcessError if already started or connected.
+  void start(std::function<void()> initializer = nullptr);
+  // A Server for this manager's registrations, to serve in this process.
+  Server get_server();
+  // Connects to a running server (at address()); AuthenticationError for a
+  // wrong key, OSError when nothing listens.
+  void connect();
+  // Stops the server process started by start() and waits for it (at most
+  // about a second, then terminates it). Harmless to repeat; nothing for a
+  // manager that connect()ed.
+  void shutdown();
+  const connection::Address& address() const;
+
+  // Asks the server for a new object of `type_id` made from `args` and
+  // returns a proxy of type P for it (Python's manager.<typeid>(args)).
+  template <class P = AutoProxy, class... A>
+  P create(const std::string& type_id, const A&... args) {
+    reduction::OutOfBand oob;
+    reduction::Writer w(reduction::kDefaultProtocol, &oob);
+    w.begin_tuple();
+    (w.save(args), ...);
+    w.end_tuple();
+    return P(internal::Created(state_, type_id, w.finish(), P::kProxyName));
+  }
+
+  // The number of shared objects in the server (for tests and debugging).
+  int64_t number_of_objects();
+
+ protected:
+  // The class name used for the server process ("SyncManager-1").
+  virtual std::string class_name() const;
+
+ private:
+  std::shared_ptr<internal::ManagerState> state_;
+};
+
+// Python's SyncManager: the types Manager() offers.
+class SyncManager : public BaseManager {
+ public:
+  explicit SyncManager(
+      std::optional<connection::Address> address = std::nullopt,
+      std::optional<std::string> authkey = std::nullopt);
+  SyncManager(SyncManager&&) noexcept = default;
+  SyncManager& operator=(SyncManager&&) noexcept = default;
+
+  QueueProxy Queue(int64_t maxsize = 0) {
+    return create<QueueProxy>("Queue", maxsize);
+  }
+  QueueProxy JoinableQueue(int64_t maxsize = 0) {
+    return create<QueueProxy>("JoinableQueue", maxsize);
+  }
+  EventProxy Event() { return create<EventProxy>("Event"); }
+  AcquirerProxy Lock() { return create<AcquirerProxy>("Lock"); }
+  AcquirerProxy RLock() { return create<AcquirerProxy>("RLock"); }
+  AcquirerProxy Semaphore(int64_t value = 1) {
+    return create<AcquirerProxy>("Semaphore", value);
+  }
+  AcquirerProxy BoundedSemaphore(int64_t value = 1) {
+    return create<AcquirerProxy>("BoundedSemaphore", value);
+  }
+  // With a Lock or RLock proxy of this manager, or a new RLock.
+  ConditionProxy Condition() { return create<ConditionProxy>("Condition"); }
+  ConditionProxy Condition(const AcquirerProxy& lock) {
+    return create<ConditionProxy>("Condition", lock);
+  }
+  BarrierProxy Barrier(int64_t parties, Timeout timeout = std::nullopt) {
+    std::optional<double> seconds;
+    if (timeout) seconds = timeout->count();
+    return create<BarrierProxy>("Barrier", parties, nullptr, seconds);
+  }
+  ValueProxy Value(const std::string& typecode, const Object& value) {
+    return create<ValueProxy>("Value", typecode, value);
+  }
+  template <class S>
+  ArrayProxy Array(const std::string& typecode, const S& sequence) {
+    return create<ArrayProxy>("Array", typecode, sequence);
+  }
+  NamespaceProxy Namespace() { return create<NamespaceProxy>("Namespace"); }
+  DictProxy dict() { return create<DictProxy>("dict"); }
+  // From a mapping (std::map, a dict Object, ...) or a sequence of pairs.
+  template <class M>
+  DictProxy dict(const M& mapping) {
+    return create<DictProxy>("dict", mapping);
+  }
+  ListProxy list() { return create<ListProxy>("list"); }
+  template <class S>
+  ListProxy list(const S& sequence) {
+    return create<ListProxy>("list", sequence);
+  }
+
+ protected:
+  std::string class_name() const override { return "SyncManager"; }
+};
+
+}  // namespace multiprocessing::managers
+
+namespace multiprocessing {
+// A started SyncManager.
+managers::SyncManager Manager();
+}  // namespace multiprocessing
+
+#endif  // MULTIPROCESSING_MANAGERS_MANAGERS_H_
