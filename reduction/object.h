@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/numeric/int128.h"
+#include "errors/errors.h"
 
 namespace multiprocessing::reduction {
 

@@ -491,7 +491,7 @@ Reader::Reader(std::string_view data, OutOfBand* oob)
       pos_(base_),
       end_(base_ + data.size()),
       oob_(oob),
-      budget_(data.size() * 16 + (size_t{1} << 20)) {
+      budget_(data.size() * 16 + (size_t{1} << 16)) {
   if (pos_ != end_ && *pos_ == op::kProto) {
     const uint8_t* p = need(2);
     if (p[1] > kHighestProtocol) {

@@ -758,7 +758,8 @@ namespace internal {
 // The expected pickle size of values whose size is easy to tell (0: unknown).
 template <class T>
 size_t SizeHint(const T& value) {
-  if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+  if constexpr (std::is_same_v<T, std::string> ||
+                std::is_same_v<T, std::string_view>) {
     return std::string_view(value).size() + 24;
   } else if constexpr (requires {
                          value.data();

@@ -1,16 +1,69 @@
 #include "reduction/pickle.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
 #include <cmath>
+#include <deque>
+#include <limits>
+#include <list>
 #include <map>
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include "gtest/gtest.h"
 
+namespace user {
+struct Point {
+  double x = 0;
+  double y = 0;
+  friend bool operator==(const Point&, const Point&) = default;
+};
+MP_PICKLE_FIELDS(Point, x, y)
+
+struct Record {
+  std::string name;
+  std::vector<int> values;
+  std::optional<Point> where;
+  friend bool operator==(const Record&, const Record&) = default;
+};
+MP_PICKLE_FIELDS(Record, name, values, where)
+
+// A type that carries a file descriptor out of band.
+struct FdHolder {
+  int fd = -1;
+};
+struct Unpicklable {};
+}  // namespace user
+
 namespace multiprocessing::reduction {
+
+template <>
+struct Pickler<user::FdHolder> {
+  static void Save(Writer& w, const user::FdHolder& v) {
+    w.save(static_cast<int64_t>(w.add_fd(v.fd)));
+  }
+  static user::FdHolder Load(Reader& r) {
+    return {r.dup_fd(r.read_int<size_t>())};
+  }
+};
+
 namespace {
+
+static_assert(
+    Picklable<std::vector<std::map<std::string, std::tuple<int, double>>>>);
+static_assert(Picklable<user::Point>);
+static_assert(Picklable<Object>);
+static_assert(!Picklable<user::Unpicklable>);
+static_assert(!Picklable<std::vector<user::Unpicklable>> ||
+              true);  // fails only when used
 
 std::string Hex(std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -22,20 +75,259 @@ std::string Hex(std::string_view s) {
   return out;
 }
 
-TEST(PickleTest, IntMatchesCPython) {
-  // pickle.dumps(5) == b'\x80\x04K\x05.'
+template <class T>
+T RoundTrip(const T& v, int protocol = kDefaultProtocol) {
+  return loads<T>(dumps(v, nullptr, protocol));
+}
+
+template <class T>
+void ExpectRoundTrip(const T& v) {
+  for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {
+    EXPECT_TRUE(RoundTrip(v, protocol) == v)
+        << "protocol " << protocol << ": " << repr(v);
+  }
+}
+
+TEST(PickleTest, BytesMatchCPython) {
+  // pickle.dumps(v) for small values is unframed, as CPython writes it.
   EXPECT_EQ(Hex(dumps(5)), "80044b052e");
-  EXPECT_EQ(loads<int>(dumps(5)), 5);
-  EXPECT_EQ(loads<int64_t>(dumps(int64_t{-1} << 40)), int64_t{-1} << 40);
+  EXPECT_EQ(Hex(dumps(nullptr)), "80044e2e");
+  EXPECT_EQ(Hex(dumps(true, nullptr, 2)), "8002882e");
+  EXPECT_EQ(Hex(dumps(-1, nullptr, 2)), "80024affffffff2e");
+  EXPECT_EQ(Hex(dumps(int64_t{1} << 40, nullptr, 2)),
+            "80028a060000000000012e");  // LONG1
+  EXPECT_EQ(Hex(dumps(1.5, nullptr, 3)), "8003473ff80000000000002e");
+  EXPECT_EQ(Hex(dumps(std::string("ab"), nullptr, 3)),
+            "800358020000006162"
+            "2e");
 }
 
-TEST(PickleTest, StrRoundTrip) {
-  std::string s(256, '0');
-  EXPECT_EQ(loads<std::string>(dumps(s)), s);
+TEST(PickleTest, Scalars) {
+  ExpectRoundTrip(true);
+  ExpectRoundTrip(false);
+  ExpectRoundTrip(std::numeric_limits<int8_t>::min());
+  ExpectRoundTrip(std::numeric_limits<uint8_t>::max());
+  ExpectRoundTrip(std::numeric_limits<int16_t>::min());
+  ExpectRoundTrip(std::numeric_limits<int32_t>::min());
+  ExpectRoundTrip(std::numeric_limits<int64_t>::min());
+  ExpectRoundTrip(std::numeric_limits<int64_t>::max());
+  ExpectRoundTrip(std::numeric_limits<uint64_t>::max());
+  ExpectRoundTrip(std::numeric_limits<absl::int128>::min());
+  ExpectRoundTrip(std::numeric_limits<absl::int128>::max());
+  ExpectRoundTrip(std::numeric_limits<absl::uint128>::max());
+  ExpectRoundTrip(0.1);
+  ExpectRoundTrip(-0.0f);
+  ExpectRoundTrip(std::numeric_limits<double>::infinity());
+  ExpectRoundTrip(std::string("h\xc3\xa9llo"));
+  ExpectRoundTrip(std::string(300, 'x'));
+  ExpectRoundTrip(Bytes{std::string("\x00\xff", 2)});
+  ExpectRoundTrip(ByteArray{"xyz"});
+  ExpectRoundTrip(std::vector<std::byte>{std::byte{0}, std::byte{255}});
+  EXPECT_TRUE(std::isnan(RoundTrip(std::nan(""))));
+  EXPECT_EQ(loads<std::string>(dumps(std::string_view("view"))), "view");
+  EXPECT_EQ(loads<std::string>(dumps("literal")), "literal");
+  const char* c_string = "pointer";
+  EXPECT_EQ(loads<std::string>(dumps(c_string)), "pointer");
+  EXPECT_EQ(loads<double>(dumps(3)),
+            3.0);  // an int where a float is expected, as Python's float()
+  loads<std::nullptr_t>(dumps(nullptr));
+  loads<std::monostate>(dumps(std::monostate{}));
 }
 
-TEST(PickleTest, VectorFromCPython) {
-  // pickle.dumps([1]) and pickle.dumps(([], (1, 2)))
+TEST(PickleTest, Containers) {
+  ExpectRoundTrip(std::vector<int>{1, -2, 300, 70000, -70000});
+  ExpectRoundTrip(std::vector<int64_t>{std::numeric_limits<int64_t>::min(), 0,
+                                       std::numeric_limits<int64_t>::max()});
+  ExpectRoundTrip(
+      std::vector<uint64_t>{0, std::numeric_limits<uint64_t>::max()});
+  ExpectRoundTrip(std::vector<uint8_t>{0, 255});
+  ExpectRoundTrip(std::vector<bool>{true, false});
+  ExpectRoundTrip(std::vector<std::string>{"a", "", "c"});
+  ExpectRoundTrip(std::deque<double>{1.5, 2.5});
+  ExpectRoundTrip(std::list<std::string>{"x", "y"});
+  ExpectRoundTrip(std::array<int, 3>{1, 2, 3});
+  ExpectRoundTrip(std::set<std::string>{"b", "a"});
+  ExpectRoundTrip(std::unordered_set<int>{1, 2, 3});
+  ExpectRoundTrip(
+      std::map<std::string, std::vector<int>>{{"a", {1}}, {"b", {}}});
+  ExpectRoundTrip(std::unordered_map<int, std::string>{{1, "one"}, {2, "two"}});
+  ExpectRoundTrip(std::make_pair(std::string("k"), 2.5));
+  ExpectRoundTrip(
+      std::make_tuple(1, std::string("two"), 3.0, std::vector<int>{4}));
+  ExpectRoundTrip(std::tuple<>{});
+  ExpectRoundTrip(std::vector<std::vector<int>>{{}, {1, 2}, {}, {3}});
+  ExpectRoundTrip(std::vector<std::optional<int>>{1, std::nullopt, 3});
+  ExpectRoundTrip(std::vector<std::variant<int, std::string>>{1, "a"});
+  std::vector<int> big(5000);
+  for (int i = 0; i < 5000; ++i) big[static_cast<size_t>(i)] = i * 37 - 90000;
+  ExpectRoundTrip(big);
+}
+
+TEST(PickleTest, ReprOfTypedValues) {
+  EXPECT_EQ(repr(std::vector<int>{1, 4, 9}), "[1, 4, 9]");
+  EXPECT_EQ(repr(std::make_pair(3.515625, 39.0625)), "(3.515625, 39.0625)");
+  std::vector<std::optional<std::variant<int, std::string>>> v{
+      42, std::nullopt, std::string("hello")};
+  EXPECT_EQ(repr(v), "[42, None, 'hello']");
+  EXPECT_EQ(repr(std::map<std::string, int>{{"a", 1}}), "{'a': 1}");
+  EXPECT_EQ(repr(std::set<int>{2, 1}), "{1, 2}");
+  EXPECT_EQ(repr(std::chrono::milliseconds(1500)), "1.5");
+  EXPECT_EQ(repr(Bytes{"b"}), "b'b'");
+  EXPECT_EQ(repr(std::make_tuple(1)), "(1,)");
+  EXPECT_EQ(repr("str"), "'str'");
+  EXPECT_EQ(repr(user::Point{1.5, 2}), "(1.5, 2.0)");
+  EXPECT_EQ(repr(user::Record{"r", {1, 2}, user::Point{0, 1}}),
+            "('r', [1, 2], (0.0, 1.0))");
+  EXPECT_EQ(repr(user::Record{"r", {}, std::nullopt}), "('r', [], None)");
+}
+
+TEST(PickleTest, UserStructs) {
+  ExpectRoundTrip(user::Point{1, 2});
+  ExpectRoundTrip(user::Record{"name", {1, 2, 3}, user::Point{3, 4}});
+  ExpectRoundTrip(std::vector<user::Record>{{"a", {}, std::nullopt},
+                                            {"b", {5}, user::Point{}}});
+  // Python sees a tuple: a tuple from Python decodes into the struct.
+  EXPECT_EQ(loads<user::Point>(dumps(Object::tuple({1, 2.5}))),
+            (user::Point{1, 2.5}));
+  EXPECT_THROW(loads<user::Point>(dumps(Object::tuple({1, 2, 3}))), TypeError);
+}
+
+TEST(PickleTest, Durations) {
+  EXPECT_EQ(RoundTrip(std::chrono::milliseconds(1500)),
+            std::chrono::milliseconds(1500));
+  EXPECT_EQ(RoundTrip(std::chrono::nanoseconds(123456789)),
+            std::chrono::nanoseconds(123456789));
+  EXPECT_EQ(loads<std::chrono::seconds>(dumps(2.4)), std::chrono::seconds(2));
+  EXPECT_EQ(loads<std::chrono::duration<double>>(dumps(0.25)).count(), 0.25);
+}
+
+TEST(PickleTest, Objects) {
+  Object v = Object::dict({{"a", Object::list({1, 2.5, "x"})},
+                           {Object::tuple({1, 2}), Object::set({3})}});
+  for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {
+    EXPECT_EQ(loads<Object>(dumps(v, nullptr, protocol)), v);
+    EXPECT_EQ(repr(loads<Object>(dumps(v, nullptr, protocol))), repr(v));
+  }
+  // Objects inside typed containers.
+  std::map<std::string, Object> m{{"x", Object::list({1, "a"})},
+                                  {"y", Object()}};
+  auto back = RoundTrip(m);
+  EXPECT_EQ(repr(back["x"]), "[1, 'a']");
+  EXPECT_TRUE(back["y"].is_none());
+  EXPECT_EQ(loads<std::vector<int>>(dumps(Object::list({1, 2}))),
+            (std::vector<int>{1, 2}));
+}
+
+TEST(PickleTest, SharedSubObjectsDecodeIntoTypedValues) {
+  Object inner = Object::list({1, 2});
+  Object s("shared string");
+  Object outer = Object::list({inner, inner, Object::list({inner})});
+  std::string data = dumps(outer);
+  EXPECT_NE(data.find('h'), std::string::npos);  // a memo reference
+  EXPECT_EQ(repr(loads<Object>(data)), "[[1, 2], [1, 2], [[1, 2]]]");
+  auto typed = loads<std::vector<Object>>(data);
+  EXPECT_EQ(repr(typed[1]), "[1, 2]");
+  auto strings =
+      loads<std::vector<std::string>>(dumps(Object::list({s, s, s})));
+  EXPECT_EQ(strings, (std::vector<std::string>{"shared string", "shared string",
+                                               "shared string"}));
+}
+
+TEST(PickleTest, ExpansionOfSharedSubObjectsIsBounded) {
+  // 40 levels of [x, x]: tiny as a pickle, 2**40 values as a tree.
+  Object x = Object::list({1});
+  for (int i = 0; i < 40; ++i) x = Object::list({x, x});
+  std::string data = dumps(x);
+  EXPECT_LT(data.size(), 1000u);
+  EXPECT_EQ(loads<Object>(data).size(), 2u);  // shared, so cheap
+  try {
+    loads<std::vector<Object>>(data);
+    ADD_FAILURE() << "expanded";
+  } catch (const UnpicklingError& e) {
+    EXPECT_NE(std::string(e.what()).find("too many values"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(PickleTest, ShapeMismatches) {
+  EXPECT_THROW(loads<int>(dumps("x")), TypeError);
+  EXPECT_THROW(loads<std::string>(dumps(1)), TypeError);
+  EXPECT_THROW(loads<bool>(dumps(1)), TypeError);
+  EXPECT_THROW(loads<int>(dumps(true)), TypeError);
+  EXPECT_THROW(loads<uint8_t>(dumps(300)), OverflowError);
+  EXPECT_THROW(loads<uint32_t>(dumps(-1)), OverflowError);
+  EXPECT_THROW(loads<std::vector<uint8_t>>(dumps(std::vector<int>{1, 256})),
+               OverflowError);
+  EXPECT_THROW(loads<int64_t>(dumps(absl::uint128(1) << 64)), OverflowError);
+  EXPECT_THROW((loads<std::pair<int, int>>(dumps(std::make_tuple(1, 2, 3)))),
+               TypeError);
+  EXPECT_THROW((loads<std::array<int, 2>>(dumps(std::vector<int>{1, 2, 3}))),
+               TypeError);
+  EXPECT_THROW(loads<std::vector<int>>(dumps(std::vector<std::string>{"a"})),
+               TypeError);
+  EXPECT_THROW((loads<std::map<int, int>>(dumps(std::vector<int>{}))),
+               TypeError);
+  EXPECT_THROW((loads<std::variant<int, std::string>>(dumps(1.5))), TypeError);
+  try {
+    loads<std::vector<int>>(dumps(std::vector<std::string>{"a"}));
+  } catch (const TypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected int, got str"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(PickleTest, VariantTriesAlternativesInOrder) {
+  using V = std::variant<int64_t, std::string, std::vector<int>, double>;
+  EXPECT_EQ(std::get<int64_t>(loads<V>(dumps(7))), 7);
+  EXPECT_EQ(std::get<std::string>(loads<V>(dumps("s"))), "s");
+  EXPECT_EQ(std::get<std::vector<int>>(loads<V>(dumps(std::vector<int>{1}))),
+            std::vector<int>{1});
+  EXPECT_EQ(std::get<double>(loads<V>(dumps(0.5))), 0.5);
+}
+
+TEST(PickleTest, EncodingErrors) {
+  EXPECT_THROW(dumps(std::string("\xff")), PicklingError);
+  EXPECT_THROW(dumps(1, nullptr, 1), ValueError);
+  EXPECT_THROW(dumps(1, nullptr, 6), ValueError);
+  Object deep = Object::list();
+  for (int i = 0; i < 1200; ++i) deep = Object::list({deep});
+  EXPECT_THROW(dumps(deep), PicklingError);
+}
+
+TEST(PickleTest, FileDescriptorsTravelOutOfBand) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  EXPECT_THROW(dumps(user::FdHolder{fds[1]}), PicklingError);
+  int received = -1;
+  {
+    OutOfBand oob;
+    std::string data = dumps(std::vector<user::FdHolder>{{fds[1]}}, &oob);
+    ASSERT_EQ(oob.fds.size(), 1u);
+    EXPECT_NE(oob.fds[0], fds[1]);  // a dup
+    // The receiving side owns `oob`; the loaded value gets its own dup.
+    OutOfBand moved = std::move(oob);
+    auto loaded = loads<std::vector<user::FdHolder>>(data, &moved);
+    received = loaded[0].fd;
+    EXPECT_THROW(loads<std::vector<user::FdHolder>>(data),
+                 UnpicklingError);  // no OutOfBand
+  }
+  // The OutOfBand closed its copy; ours still works.
+  ASSERT_EQ(write(received, "x", 1), 1);
+  char c;
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  EXPECT_EQ(c, 'x');
+  close(received);
+  close(fds[0]);
+  close(fds[1]);
+  OutOfBand empty;
+  EXPECT_THROW(empty.dup_fd(0), UnpicklingError);
+  EXPECT_THROW(empty.release(3), UnpicklingError);
+}
+
+TEST(PickleTest, DecodesCPythonForms) {
+  // pickle.dumps([1]), pickle.dumps(([], (1, 2))), pickle.dumps({1, 2}, 2),
+  // pickle.dumps(b'ab', 2), pickle.dumps([bytearray(b'a'), bytearray(b'b')], 4)
   std::string one(
       "\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94K\x01"
       "a.",
@@ -48,15 +340,31 @@ TEST(PickleTest, VectorFromCPython) {
   auto v = loads<std::tuple<std::vector<int>, std::pair<int, int>>>(t);
   EXPECT_TRUE(std::get<0>(v).empty());
   EXPECT_EQ(std::get<1>(v), std::make_pair(1, 2));
-  EXPECT_EQ(repr(loads<Object>(t)), "([], (1, 2))");
-}
-
-TEST(PickleTest, Repr) {
-  EXPECT_EQ(repr(std::vector<int>{1, 4, 9}), "[1, 4, 9]");
-  EXPECT_EQ(repr(std::make_pair(3.515625, 39.0625)), "(3.515625, 39.0625)");
-  std::vector<std::optional<std::variant<int, std::string>>> v{
-      42, std::nullopt, std::string("hello")};
-  EXPECT_EQ(repr(v), "[42, None, 'hello']");
+  std::string set2(
+      "\x80\x02"
+      "c__builtin__\nset\nq\x00]q\x01(K\x01K\x02"
+      "e\x85q\x02Rq\x03.",
+      37);
+  EXPECT_EQ(loads<std::set<int>>(set2), (std::set<int>{1, 2}));
+  std::string bytes2(
+      "\x80\x02"
+      "c_codecs\nencode\nq\x00X\x02\x00\x00\x00"
+      "abq\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.",
+      49);
+  EXPECT_EQ(loads<Bytes>(bytes2).data, "ab");
+  std::string arrays(
+      "\x80\x04\x95"
+      "0\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08"
+      "builtins\x94\x8c\tbytearray\x94\x93\x94"
+      "C\x01"
+      "a\x94\x85\x94R\x94h\x03"
+      "C\x01"
+      "b\x94\x85\x94R\x94"
+      "e.",
+      59);
+  auto ba = loads<std::vector<ByteArray>>(arrays);
+  ASSERT_EQ(ba.size(), 2u);
+  EXPECT_EQ(ba[1].data, "b");
 }
 
 }  // namespace

@@ -45,6 +45,10 @@ struct RegisteredFunction {
 const RegisteredFunction* FindFunction(std::string_view name);
 // By pointer; nullptr if unknown.
 const RegisteredFunction* FindFunction(const void* address);
+// By name (a string literal would otherwise convert to `const void*`).
+inline const RegisteredFunction* FindFunction(const char* name) {
+  return FindFunction(std::string_view(name));
+}
 
 namespace internal {
 
