@@ -195,6 +195,7 @@ class ProcessPoolCore final : public PoolCore {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ != State::kRun)
       throw ValueError("Pool not running; create a new pool for more tasks");
+    if (!broken_.empty()) throw ProcessError(broken_);
   }
 
   void Submit(const std::shared_ptr<JobBase>& job, const FunctionRef& function,
@@ -220,6 +221,7 @@ class ProcessPoolCore final : public PoolCore {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ != State::kRun)
       throw ValueError("Pool not running; create a new pool for more tasks");
+    if (!broken_.empty()) throw ProcessError(broken_);
     for (size_t i = 0; i < chunks.size(); ++i) {
       uint64_t seq = ++last_seq_;
       h.seq = seq;
@@ -299,6 +301,7 @@ class ProcessPoolCore final : public PoolCore {
     w->tasks = ShmRing::Create(size_t{4} << 20);
     if (options_.maxtasksperchild) w->quota = *options_.maxtasksperchild;
     slots_[slot].seq.store(0);
+    slots_[slot].ready.store(0);
     WorkerArgs args;
     args.tasks.fd = w->tasks->fd();
     args.results.fd = results_->fd();
@@ -321,8 +324,9 @@ class ProcessPoolCore final : public PoolCore {
                              : std::function<void()>());
       });
     } else {
-      args.initializer = initializer_.first;
-      args.initializer_args = initializer_.second;
+      args.initializer = initializer_.function;
+      args.initializer_runner = initializer_.runner;
+      args.initializer_args.data = initializer_.args;
       w->process = Process(popts, &PoolWorkerMain, args);
     }
     w->process.start();
@@ -601,7 +605,23 @@ class ProcessPoolCore final : public PoolCore {
           running = slots_[w->slot].seq.exchange(0);
           how = DescribeDeath(*w, running, limit);
           slot = w->slot;
-          replace = !stopping_ && (state_ == State::kRun || !tasks_.empty());
+          if (slots_[w->slot].ready.load() != 0) {
+            startup_failures_ = 0;
+          } else if (++startup_failures_ >= 5 && broken_.empty()) {
+            // Workers die before they can take a task (an initializer that
+            // fails, a program that cannot start): replacing them would go
+            // on for ever while every task waits.
+            broken_ = "the pool's workers keep dying before they start (the "
+                      "last: " + how + "); check the initializer";
+            for (auto& [seq, task] : tasks_)
+              failures_.push_back({task.job, task.chunk,
+                                   std::make_exception_ptr(ProcessError(broken_))});
+            tasks_.clear();
+            pending_.clear();
+            done_cv_.notify_all();
+          }
+          replace = !stopping_ && broken_.empty() &&
+                    (state_ == State::kRun || !tasks_.empty());
         }
         // After every result the worker wrote: its death comes in order.
         PostResult(kWorkerDied, w->id, running, how);
@@ -659,7 +679,7 @@ class ProcessPoolCore final : public PoolCore {
   const Context* context_;
   std::string method_;
   bool forked_ = false;
-  std::pair<std::string, std::string> initializer_;
+  PickledCall initializer_;
   std::shared_ptr<ShmRing> results_;
   int slots_fd_ = -1;
   size_t slots_size_ = 0;
@@ -671,6 +691,8 @@ class ProcessPoolCore final : public PoolCore {
   State state_ = State::kRun;
   bool stopping_ = false;
   bool finished_ = false;
+  int startup_failures_ = 0;  // workers in a row that died before starting
+  std::string broken_;        // why the pool gave up replacing workers
   Clock::time_point terminate_deadline_;
   uint64_t last_seq_ = 0;
   uint64_t last_worker_id_ = 0;

@@ -90,13 +90,13 @@ class Initializer {
   explicit operator bool() const { return static_cast<bool>(call_); }
   // Runs it here (fork workers, thread workers).
   void operator()() const { call_(); }
-  // The registered name and the pickled arguments, for spawn / forkserver
-  // workers; PicklingError if the function is not registered.
-  std::pair<std::string, std::string> Pickled() const { return pickled_(); }
+  // The call for spawn / forkserver workers; PicklingError if the function
+  // is not registered or an argument cannot be pickled.
+  internal::PickledCall Pickled() const { return pickled_(); }
 
  private:
   std::function<void()> call_;
-  std::function<std::pair<std::string, std::string>()> pickled_;
+  std::function<internal::PickledCall()> pickled_;
 };
 
 // Python's Pool keyword arguments.
@@ -691,11 +691,14 @@ Initializer::Initializer(R (*fn)(P...), A&&... args) {
     auto copy = *bound;
     std::apply([fn](auto&... a) { fn(a...); }, copy);
   };
-  pickled_ = [fn, bound]() -> std::pair<std::string, std::string> {
+  pickled_ = [fn, bound]() -> internal::PickledCall {
     if constexpr ((reduction::Picklable<std::decay_t<P>> && ...)) {
+      using Runner = internal::Runner<true, R, P...>;
+      (void)Runner::registered;
       const reduction::RegisteredFunction& registered =
           reduction::RequireFunction(fn);
-      return {registered.name, reduction::dumps(*bound)};
+      std::vector<std::tuple<std::decay_t<P>...>> one{*bound};
+      return {registered.name, Runner::Key(), reduction::dumps(one)};
     } else {
       internal::ThrowUnpicklableArgument(typeid(std::tuple<std::decay_t<P>...>));
     }

@@ -75,6 +75,7 @@ int die_on_three(int x, int how) {
 int g_initialized = 0;
 void init_worker(int value) { g_initialized = value; }
 int read_initialized() { return g_initialized; }
+void init_throws() { throw mp::ValueError("initializer trouble"); }
 
 int unregistered_square(int x) { return x * x; }
 
@@ -99,6 +100,7 @@ MP_REGISTER_FUNCTION(pool_test::greet);
 MP_REGISTER_FUNCTION(pool_test::die_on_three);
 MP_REGISTER_FUNCTION(pool_test::init_worker);
 MP_REGISTER_FUNCTION(pool_test::read_initialized);
+MP_REGISTER_FUNCTION(pool_test::init_throws);
 
 namespace {
 
@@ -299,7 +301,12 @@ TEST_P(PoolTest, ExceptionsKeepTheirType) {
   } catch (const mp::ValueError& e) {
     EXPECT_STREQ(e.what(), "five is not allowed");
   }
-  EXPECT_THROW(pool->apply(throw_out_of_range, {1}), mp::IndexError);
+  if (threads()) {
+    // Threads hand back the very exception.
+    EXPECT_THROW(pool->apply(throw_out_of_range, {1}), std::out_of_range);
+  } else {
+    EXPECT_THROW(pool->apply(throw_out_of_range, {1}), mp::IndexError);
+  }
   if (threads()) {
     EXPECT_THROW(pool->apply(throw_custom, {1}), CustomError);
   } else {
@@ -370,6 +377,20 @@ TEST_P(PoolTest, InitializerRunsInEachWorker) {
   EXPECT_EQ(g_initialized, 0);  // not in the parent
 }
 
+TEST_P(PoolTest, FailingInitializerFailsTasksInsteadOfHanging) {
+  if (threads()) GTEST_SKIP() << "a thread's initializer error is reported";
+  AnyPool pool = Make({.processes = 2, .initializer = init_throws});
+  auto r = pool->apply_async(square, {2});
+  try {
+    r.get(kLong);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::ProcessError& e) {
+    EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(pool->apply_async(square, {2}), mp::ProcessError);
+}
+
 TEST_P(PoolTest, CloseJoinTerminateAndState) {
   AnyPool pool = Make();
   EXPECT_THROW(pool->join(), mp::ValueError);
@@ -380,17 +401,23 @@ TEST_P(PoolTest, CloseJoinTerminateAndState) {
   pool->join();
   EXPECT_EQ(r.get(kLong), 100);  // close lets queued work finish
 
-  AnyPool other = Make();
-  auto slow = other->apply_async(sleep_ms, {5000});
+  // A thread cannot be stopped: its running task completes; queued ones fail.
+  const int slow_ms = threads() ? 200 : 5000;
+  AnyPool other = Make({.processes = 1});
+  auto slow = other->apply_async(sleep_ms, {slow_ms});
+  auto queued = other->apply_async(sleep_ms, {slow_ms});
   other->terminate();
   other->join();
-  EXPECT_THROW(slow.get(kLong), mp::ProcessError);
+  if (!threads()) EXPECT_THROW(slow.get(kLong), mp::ProcessError);
+  EXPECT_THROW(queued.get(kLong), mp::ProcessError);
   EXPECT_THROW(other->apply(square, {1}), mp::ValueError);
 
-  AnyPool destroyed = Make();
-  auto pending = destroyed->apply_async(sleep_ms, {5000});
+  AnyPool destroyed = Make({.processes = 1});
+  auto pending = destroyed->apply_async(sleep_ms, {slow_ms});
+  auto pending2 = destroyed->apply_async(sleep_ms, {slow_ms});
   destroyed.reset();  // terminates
   EXPECT_TRUE(pending.ready());
+  EXPECT_TRUE(pending2.ready());
 }
 
 TEST_P(PoolTest, BadOptions) {

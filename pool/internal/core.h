@@ -52,6 +52,14 @@ struct Chunk {
   std::function<std::function<void()>()> run;
 };
 
+// A call that a spawned process can make: the function's registered name,
+// the runner for its signature and the pickled list of one argument tuple.
+struct PickledCall {
+  std::string function;
+  std::string runner;
+  std::string args;
+};
+
 // What Pool and ThreadPool implement.
 class PoolCore {
  public:
@@ -97,7 +105,7 @@ struct Runner {
     reduction::Writer w;
     w.begin_list();
     auto save_call = [&](auto&&... args) {
-      if constexpr (std::is_void_v<R>) {
+      if constexpr (std::is_void_v<R> || !reduction::Picklable<R>) {
         fn(static_cast<P&&>(args)...);
         w.write_none();
       } else {

@@ -89,6 +89,7 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init) {
   WorkerSlot* slot = static_cast<WorkerSlot*>(slots) + args.slot;
 
   if (init) init();
+  slot->ready.store(1, std::memory_order_release);
 
   CodeCache code;
   std::string frame;
@@ -155,14 +156,10 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init) {
 void PoolWorkerMain(WorkerArgs args) {
   std::function<void()> init;
   if (!args.initializer.empty()) {
-    const reduction::RegisteredFunction* fn =
-        reduction::FindFunction(args.initializer);
-    if (fn == nullptr) {
-      throw RuntimeError("the pool's initializer '" + args.initializer +
-                         "' is not registered in the worker");
-    }
-    init = [fn, &args] {
-      fn->call_pickled(args.initializer_args, nullptr, nullptr);
+    init = [&args] {
+      CodeCache code;
+      code.Runner(args.initializer_runner)(code.Function(args.initializer),
+                                           args.initializer_args.data);
     };
   }
   RunWorker(args, init);

@@ -56,6 +56,7 @@ struct ResultHeader {
 struct alignas(64) WorkerSlot {
   std::atomic<uint64_t> seq;        // the running task, 0 when idle
   std::atomic<int64_t> started_ns;  // CLOCK_MONOTONIC when it started
+  std::atomic<uint32_t> ready;      // set once the initializer returned
 };
 
 // A file descriptor passed to a spawned worker.
@@ -75,7 +76,8 @@ struct WorkerArgs {
   int64_t maxtasks = 0;  // 0: unlimited
   int32_t parent = 0;
   std::string initializer;       // registered name, empty: none
-  std::string initializer_args;  // pickled tuple
+  std::string initializer_runner;
+  reduction::Bytes initializer_args;  // the pickled tuple
 };
 
 // The worker's life: attach, run the initializer, run tasks until told to
@@ -101,7 +103,8 @@ struct multiprocessing::reduction::Pickler<
 
 namespace multiprocessing::pool::internal {
 MP_PICKLE_FIELDS(WorkerArgs, tasks, results, slots, slot, slot_count, id,
-                 maxtasks, parent, initializer, initializer_args)
+                 maxtasks, parent, initializer, initializer_runner,
+                 initializer_args)
 }  // namespace multiprocessing::pool::internal
 
 #endif  // MULTIPROCESSING_POOL_INTERNAL_WORKER_H_
