@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "connection/connection.h"
 #include "gtest/gtest.h"
 #include "process/context.h"
 #include "process/util.h"
@@ -74,6 +75,13 @@ void CheckDaemonFlag(bool expected) {
   multiprocessing::exit(current_process().daemon() == expected ? 0 : 1);
 }
 
+// A Connection argument carries an fd: inherited under fork, passed beside
+// the pickle under spawn and forkserver.
+void SendDouble(connection::Connection conn, int value) {
+  conn.send(value * 2);
+}
+
+MP_REGISTER_FUNCTION(SendDouble);
 MP_REGISTER_FUNCTION(Noop);
 MP_REGISTER_FUNCTION(ExitWith);
 MP_REGISTER_FUNCTION(ExitWithMessage);
@@ -323,6 +331,25 @@ TEST_P(ProcessTest, DroppedHandleIsStillTracked) {
   children[0].join(kDeadline);
   EXPECT_EQ(children[0].exitcode(), -SIGTERM);
   EXPECT_TRUE(active_children().empty());
+}
+
+TEST_P(ProcessTest, FdArgumentsTravel) {
+  auto [mine, theirs] = Pipe();
+  Process p = ctx().Process(SendDouble, theirs, 21);
+  p.start();
+  ASSERT_TRUE(mine.poll(kDeadline));
+  EXPECT_EQ(mine.recv<int>(), 42);
+  p.join(kDeadline);
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(SetExecutable, MissingProgramFailsAtStart) {
+  set_executable("/nonexistent/program");
+  Process p = get_context("spawn").Process(Noop);
+  EXPECT_THROW(p.start(), OSError);
+  EXPECT_FALSE(p.is_alive());
+  set_executable("");
+  EXPECT_EQ(get_executable(), "/proc/self/exe");
 }
 
 TEST_P(ProcessTest, ManyStartJoinCyclesLeakNoFd) {
