@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "errors/errors.h"
+#include "reduction/pickle.h"
 #include "synchronize/internal/heap.h"
 #include "synchronize/internal/semlock.h"
 #include "synchronize/synchronize.h"
@@ -281,8 +282,9 @@ class CArray {
     std::copy(init.begin(), init.end(), data_);
   }
   template <class R>
-  requires InitializerRange<R, T>
-  explicit CArray(R&& init) : CArray(Count(init)) {
+  requires InitializerRange<R, T> &&
+      (!std::is_same_v<std::remove_cvref_t<R>, CArray>)explicit CArray(R&& init)
+      : CArray(Count(init)) {
     size_t i = 0;
     for (auto&& v : init) data_[i++] = static_cast<T>(v);
   }
@@ -503,6 +505,7 @@ class Synchronized : public internal::SynchronizedBase {
   T get() const { return value().get(); }
   void set(const T& v) const { value() = v; }
   CValue<T> get_obj() const { return obj_; }
+  const std::optional<SyncLock>& lock_option() const { return lock_; }
 
   // "<Synchronized wrapper for c_double(3.1415927)>"; without a lock the
   // raw object's repr, as Python returns the raw object then.
@@ -608,6 +611,7 @@ class SynchronizedArray : public internal::SynchronizedBase {
   }
 
   CArray<T> get_obj() const { return obj_; }
+  const std::optional<SyncLock>& lock_option() const { return lock_; }
 
   // "<SynchronizedArray wrapper for <multiprocessing.sharedctypes.
   // c_int_Array_10 object at 0x...>>", SynchronizedString for char.
@@ -766,5 +770,128 @@ using sharedctypes::RawArray;
 using sharedctypes::RawValue;
 using sharedctypes::Value;
 }  // namespace multiprocessing
+
+namespace multiprocessing::reduction {
+// The objects pickle by reference: the shared block (its arena's descriptor
+// out of band, the offset and size), an array's length, and a wrapper's lock
+// (by semaphore name) or None. The receiver maps the same bytes.
+template <class T>
+struct Pickler<sharedctypes::CValue<T>> {
+  static void Save(Writer& w, const sharedctypes::CValue<T>& v) {
+    multiprocessing::internal::SaveBlock(w, *v.block());
+  }
+  static sharedctypes::CValue<T> Load(Reader& r) {
+    return sharedctypes::CValue<T>(multiprocessing::internal::LoadBlock(r));
+  }
+};
+template <class T>
+struct Pickler<sharedctypes::CArray<T>> {
+  static void Save(Writer& w, const sharedctypes::CArray<T>& a) {
+    w.begin_tuple();
+    multiprocessing::internal::SaveBlock(w, *a.block());
+    w.write_uint(a.size());
+    w.end_tuple();
+  }
+  static sharedctypes::CArray<T> Load(Reader& r) {
+    std::shared_ptr<multiprocessing::internal::SharedBlock> block;
+    uint64_t length = 0;
+    int n = 0;
+    r.read_sequence(
+        Reader::kTuple,
+        [&] {
+          if (n == 0) {
+            block = multiprocessing::internal::LoadBlock(r);
+          } else if (n == 1) {
+            length = r.read_int<uint64_t>();
+          } else {
+            r.fail_type("a shared array (block, length)");
+          }
+          ++n;
+        },
+        [&](size_t keep) { n = static_cast<int>(keep); });
+    if (!block) throw TypeError("a pickled shared array needs its block");
+    return sharedctypes::CArray<T>(std::move(block), length);
+  }
+};
+namespace internal {
+inline void SaveLockOption(Writer& w,
+                           const std::optional<sharedctypes::SyncLock>& lock) {
+  if (lock) {
+    multiprocessing::internal::SaveSemLock(w, *lock->semlock());
+  } else {
+    w.write_none();
+  }
+}
+inline std::optional<sharedctypes::SyncLock> LoadLockOption(Reader& r) {
+  if (r.next_is_none()) {
+    r.read_none();
+    return std::nullopt;
+  }
+  auto sem = multiprocessing::internal::LoadSemLock(r);
+  if (sem->maxvalue() != 1) {
+    throw TypeError("a synchronized object's lock must be a Lock or RLock");
+  }
+  return sharedctypes::SyncLock(std::move(sem));
+}
+template <class W, class O>
+W LoadWrapper(Reader& r) {
+  std::optional<O> obj;
+  std::optional<sharedctypes::SyncLock> lock;
+  int n = 0;
+  r.read_sequence(
+      Reader::kTuple,
+      [&] {
+        if (n == 0) {
+          obj = r.load<O>();
+        } else if (n == 1) {
+          lock = LoadLockOption(r);
+        } else {
+          r.fail_type("a synchronized wrapper (object, lock)");
+        }
+        ++n;
+      },
+      [&](size_t keep) { n = static_cast<int>(keep); });
+  if (!obj) throw TypeError("a pickled synchronized wrapper needs its object");
+  return W(std::move(*obj), std::move(lock));
+}
+}  // namespace internal
+template <class T>
+struct Pickler<sharedctypes::Synchronized<T>> {
+  static void Save(Writer& w, const sharedctypes::Synchronized<T>& v) {
+    w.begin_tuple();
+    w.save(v.get_obj());
+    internal::SaveLockOption(w, v.lock_option());
+    w.end_tuple();
+  }
+  static sharedctypes::Synchronized<T> Load(Reader& r) {
+    return internal::LoadWrapper<sharedctypes::Synchronized<T>,
+                                 sharedctypes::CValue<T>>(r);
+  }
+};
+template <class T>
+struct Pickler<sharedctypes::SynchronizedArray<T>> {
+  static void Save(Writer& w, const sharedctypes::SynchronizedArray<T>& v) {
+    w.begin_tuple();
+    w.save(v.get_obj());
+    internal::SaveLockOption(w, v.lock_option());
+    w.end_tuple();
+  }
+  static sharedctypes::SynchronizedArray<T> Load(Reader& r) {
+    return internal::LoadWrapper<sharedctypes::SynchronizedArray<T>,
+                                 sharedctypes::CArray<T>>(r);
+  }
+};
+template <>
+struct Pickler<sharedctypes::SyncLock> {
+  static void Save(Writer& w, const sharedctypes::SyncLock& l) {
+    multiprocessing::internal::SaveSemLock(w, *l.semlock());
+  }
+  static sharedctypes::SyncLock Load(Reader& r) {
+    auto lock = internal::LoadLockOption(r);
+    if (!lock) throw TypeError("expected a lock, got None");
+    return *lock;
+  }
+};
+}  // namespace multiprocessing::reduction
 
 #endif  // MULTIPROCESSING_SHAREDCTYPES_SHAREDCTYPES_H_

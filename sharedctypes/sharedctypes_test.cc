@@ -116,6 +116,18 @@ TEST(SharedctypesTest, ArrayIndexSliceIterate) {
       std::regex(
           R"(<multiprocessing\.sharedctypes\.c_short_Array_7 object at 0x[0-9a-f]+>)")));
   auto init = sc::RawArray<int>({9, 2, 8});
+  sc::CArray<int> same = init;  // a handle on the same array, not a copy
+  same[0] = 10;
+  EXPECT_EQ(init[0], 10);
+  auto v = sc::RawValue<long>(0);
+  auto h = sc::RawArray<'h'>(5);
+  auto tuple =
+      std::make_shared<std::tuple<sc::CValue<long>, sc::CArray<short>>>(v, h);
+  EXPECT_EQ(std::get<1>(*tuple).data(), h.data());
+  std::tuple<sc::CArray<short>> one(h);
+  EXPECT_EQ(std::get<0>(one).data(), h.data());
+  auto moved = std::move(std::get<0>(one));
+  EXPECT_EQ(moved.data(), h.data());
   EXPECT_EQ(init.at(-1), 8);
   auto doubles = sc::Array<double>(std::vector<double>{1.5, 2});
   EXPECT_EQ(doubles[1], 2.0);
