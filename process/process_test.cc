@@ -404,6 +404,50 @@ TEST(Fork, AnyCallableWorks) {
   EXPECT_EQ(p.exitcode(), 42);
 }
 
+int atexit_fd = -1;
+void WriteAtExit() {
+  if (atexit_fd >= 0) (void)!::write(atexit_fd, "x", 1);
+}
+struct WritesWhenDestroyed {
+  ~WritesWhenDestroyed() { WriteAtExit(); }
+} static_object;
+
+TEST(Fork, ChildSkipsTheParentsAtexitHandlersAndStaticDestructors) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  atexit_fd = fds[1];
+  std::atexit(WriteAtExit);
+  Process p = get_context("fork").Process(Noop);
+  p.start();
+  p.join(kDeadline);
+  EXPECT_EQ(p.exitcode(), 0);
+  atexit_fd = -1;
+  ::close(fds[1]);
+  char c;
+  EXPECT_EQ(::read(fds[0], &c, 1), 0) << "the child ran an exit handler";
+  ::close(fds[0]);
+}
+
+TEST(Fork, ChildRunsItsOwnFinalizers) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  Finalize parents([] {}, 0);  // not run by the child
+  const int w = fds[1];
+  Process p = get_context("fork").Process([w] {
+    Finalize late([w] { (void)!::write(w, "b", 1); }, -5);
+    Finalize early([w] { (void)!::write(w, "a", 1); }, 10);
+  });
+  p.start();
+  p.join(kDeadline);
+  ::close(fds[1]);
+  char buf[8];
+  ssize_t n = ::read(fds[0], buf, sizeof buf);
+  ::close(fds[0]);
+  EXPECT_EQ(std::string(buf, n > 0 ? n : 0), "ab");
+  EXPECT_TRUE(parents.still_active());
+  parents.cancel();
+}
+
 class Worker : public Process {
  public:
   explicit Worker(int code) : Process({.name = "worker"}), code_(code) {}

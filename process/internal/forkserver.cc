@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,7 +46,12 @@ struct ForkserverClient {
 };
 
 ForkserverClient& Client() {
-  static ForkserverClient* const client = new ForkserverClient;
+  static ForkserverClient* const client = [] {
+    auto* c = new ForkserverClient;
+    pthread_atfork([] { Client().mu.lock(); }, [] { Client().mu.unlock(); },
+                   [] { Client().mu.unlock(); });
+    return c;
+  }();
   return *client;
 }
 
