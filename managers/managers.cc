@@ -122,6 +122,7 @@ void RunServer(Registry registry, std::optional<connection::Address> address,
                std::function<void()> initializer) {
   if (initializer) initializer();
   Server server(std::move(registry), std::move(address), std::move(authkey));
+  logging::info("manager serving at ", server.address().repr());
   writer.send(AddressToObject(server.address()));
   writer.close();
   int pipefd[2];

@@ -172,10 +172,32 @@ MethodEntry<T> MakeEntry(const char* name, R (C::*)(P...) const noexcept) {
   return {name, &InvokeMember<M, T, R, P...>};
 }
 
+template <auto M>
+struct MemberTraits;
+template <class C, class R, class... P, R (C::*M)(P...)>
+struct MemberTraits<M> {
+  using Class = C;
+};
+template <class C, class R, class... P, R (C::*M)(P...) const>
+struct MemberTraits<M> {
+  using Class = C;
+};
+
 [[noreturn]] void RaiseNoMethod(std::string_view type, std::string_view name);
 std::string DefaultRepr(std::string_view type, const void* address);
 
 }  // namespace internal
+
+// One exposed method under a name of one's choosing, for method names C++
+// cannot spell ("__next__"):
+//   MP_EXPOSE_METHODS(Generator,
+//   managers::Method<&Generator::next>("__next__"));
+template <auto M>
+MethodEntry<typename internal::MemberTraits<M>::Class> Method(
+    const char* name) {
+  using T = typename internal::MemberTraits<M>::Class;
+  return internal::MakeEntry<M, T>(name, M);
+}
 
 // A user object held by the server, its methods listed by MP_EXPOSE.
 template <class T>
@@ -307,6 +329,19 @@ Callable Shared(std::shared_ptr<T> object) requires(
               MP_MANAGERS_INTERNAL_FE1)(Type, __VA_ARGS__))};                  \
       return entries;                                                          \
     }                                                                          \
+  }
+
+// MP_EXPOSE_METHODS(Type, managers::Method<&Type::m>("name"), ...): the same
+// with explicit names. Use at global namespace scope.
+#define MP_EXPOSE_METHODS(Type, ...)                                       \
+  template <>                                                              \
+  struct multiprocessing::managers::Exposed<Type> {                        \
+    static constexpr bool kDeclared = true;                                \
+    static constexpr const char* kName = #Type;                            \
+    static const std::vector<MethodEntry<Type>>& methods() {               \
+      static const std::vector<MethodEntry<Type>> entries = {__VA_ARGS__}; \
+      return entries;                                                      \
+    }                                                                      \
   }
 
 #endif  // MULTIPROCESSING_MANAGERS_REFERENT_H_

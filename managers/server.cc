@@ -454,7 +454,6 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   }
 
   void Run() {
-    logging::info("manager serving at ", address.repr());
     for (;;) {
       pollfd fds[2] = {{listener->fileno(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
       int r = ::poll(fds, 2, -1);
@@ -516,6 +515,7 @@ void Server::serve_until_shutdown() { state_->Run(); }
 void Server::stop() { state_->Stop(); }
 
 void Server::serve_forever() {
+  logging::info("manager serving at ", state_->address.repr());
   serve_until_shutdown();
   multiprocessing::exit(0);
 }
