@@ -139,8 +139,9 @@ class ProcessPoolCore final : public PoolCore {
         context_(options_.context != nullptr ? options_.context
                                              : &get_context()) {
     if (options_.maxtasksperchild && *options_.maxtasksperchild < 1) {
-      throw ValueError("maxtasksperchild must be a positive int or unset; got " +
-                       std::to_string(*options_.maxtasksperchild));
+      throw ValueError(
+          "maxtasksperchild must be a positive int or unset; got " +
+          std::to_string(*options_.maxtasksperchild));
     }
     if (options_.task_timeout && options_.task_timeout->count() <= 0)
       throw ValueError("task_timeout must be positive");
@@ -259,9 +260,8 @@ class ProcessPoolCore final : public PoolCore {
             "join()");
       }
       if (finished_) return;
-      done_cv_.wait(lock, [&] {
-        return tasks_.empty() || state_ == State::kTerminate;
-      });
+      done_cv_.wait(
+          lock, [&] { return tasks_.empty() || state_ == State::kTerminate; });
       stopping_ = true;
       for (auto& w : workers_) SendExit(*w);
     }
@@ -278,8 +278,8 @@ class ProcessPoolCore final : public PoolCore {
     std::deque<uint64_t> outstanding;  // dispatched, in order
     int64_t quota = -1;                // tasks it may still be given
     bool dead = false;
-    uint64_t timed_out = 0;            // the task it was killed for
-    double ema_ns = 0;                 // typical task run time
+    uint64_t timed_out = 0;  // the task it was killed for
+    double ema_ns = 0;       // typical task run time
     int pid = 0;
   };
   struct Task {
@@ -448,13 +448,13 @@ class ProcessPoolCore final : public PoolCore {
         tasks_.erase(it);
         for (auto& w : workers_) {
           if (w->id != r.worker) continue;
-          auto pos = std::find(w->outstanding.begin(), w->outstanding.end(),
-                               r.seq);
+          auto pos =
+              std::find(w->outstanding.begin(), w->outstanding.end(), r.seq);
           if (pos != w->outstanding.end()) w->outstanding.erase(pos);
-          w->ema_ns = w->ema_ns <= 0
-                          ? static_cast<double>(r.elapsed_ns)
-                          : 0.8 * w->ema_ns + 0.2 * static_cast<double>(
-                                                        r.elapsed_ns);
+          w->ema_ns =
+              w->ema_ns <= 0
+                  ? static_cast<double>(r.elapsed_ns)
+                  : 0.8 * w->ema_ns + 0.2 * static_cast<double>(r.elapsed_ns);
           break;
         }
         Dispatch();
@@ -512,19 +512,17 @@ class ProcessPoolCore final : public PoolCore {
 
   std::string DescribeDeath(const Worker& w, uint64_t running,
                             Clock::duration limit) {
-    std::string who = absl::StrCat("pool worker ", w.process.name(), " (pid ",
-                                   w.pid, ")");
+    std::string who =
+        absl::StrCat("pool worker ", w.process.name(), " (pid ", w.pid, ")");
     if (w.timed_out != 0 && w.timed_out == running) {
-      return absl::StrCat(
-          "the task exceeded the pool's task_timeout of ",
-          std::chrono::duration<double>(limit).count(), " s; ", who,
-          " was killed and replaced");
+      return absl::StrCat("the task exceeded the pool's task_timeout of ",
+                          std::chrono::duration<double>(limit).count(), " s; ",
+                          who, " was killed and replaced");
     }
     std::optional<int> code = w.process.exitcode();
-    std::string how = !code                ? "ended"
-                      : *code < 0          ? "was killed by " + SignalName(-*code)
-                                           : absl::StrCat("exited with code ",
-                                                          *code);
+    std::string how = !code       ? "ended"
+                      : *code < 0 ? "was killed by " + SignalName(-*code)
+                                  : absl::StrCat("exited with code ", *code);
     return absl::StrCat(who, " ", how,
                         " while running this task; a new worker replaced it");
   }
@@ -533,9 +531,9 @@ class ProcessPoolCore final : public PoolCore {
   // task_timeout.
   void HandleWorkers() {
     const Clock::duration limit =
-        options_.task_timeout
-            ? std::chrono::duration_cast<Clock::duration>(*options_.task_timeout)
-            : Clock::duration::zero();
+        options_.task_timeout ? std::chrono::duration_cast<Clock::duration>(
+                                    *options_.task_timeout)
+                              : Clock::duration::zero();
     for (;;) {
       std::vector<pollfd> fds;
       std::vector<Worker*> watched;
@@ -553,9 +551,9 @@ class ProcessPoolCore final : public PoolCore {
             if (seq != 0 && w->timed_out == 0) {
               int64_t started =
                   slots_[w->slot].started_ns.load(std::memory_order_relaxed);
-              int64_t left_ns =
-                  started + std::chrono::nanoseconds(limit).count() -
-                  MonotonicNanos();
+              int64_t left_ns = started +
+                                std::chrono::nanoseconds(limit).count() -
+                                MonotonicNanos();
               if (left_ns <= 0) {
                 w->timed_out = seq;
                 w->process.kill();
@@ -577,10 +575,12 @@ class ProcessPoolCore final : public PoolCore {
         }
         if (limit > Clock::duration::zero()) {
           // Tasks may start at any moment; look again soon.
-          int ms = static_cast<int>(
-              std::chrono::duration_cast<std::chrono::milliseconds>(limit)
-                  .count() /
-              4) + 1;
+          int ms =
+              static_cast<int>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(limit)
+                      .count() /
+                  4) +
+              1;
           timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
         }
       }
@@ -611,11 +611,14 @@ class ProcessPoolCore final : public PoolCore {
             // Workers die before they can take a task (an initializer that
             // fails, a program that cannot start): replacing them would go
             // on for ever while every task waits.
-            broken_ = "the pool's workers keep dying before they start (the "
-                      "last: " + how + "); check the initializer";
+            broken_ =
+                "the pool's workers keep dying before they start (the "
+                "last: " +
+                how + "); check the initializer";
             for (auto& [seq, task] : tasks_)
-              failures_.push_back({task.job, task.chunk,
-                                   std::make_exception_ptr(ProcessError(broken_))});
+              failures_.push_back(
+                  {task.job, task.chunk,
+                   std::make_exception_ptr(ProcessError(broken_))});
             tasks_.clear();
             pending_.clear();
             done_cv_.notify_all();
@@ -884,7 +887,8 @@ class ThreadPoolCore final : public PoolCore {
 }  // namespace internal
 
 Pool::Pool(PoolOptions options)
-    : PoolApi(std::make_unique<internal::ProcessPoolCore>(std::move(options))) {}
+    : PoolApi(std::make_unique<internal::ProcessPoolCore>(std::move(options))) {
+}
 Pool::~Pool() { core_->terminate(); }
 
 ThreadPool::ThreadPool(PoolOptions options)

@@ -132,8 +132,7 @@ class ResultState {
       settled_ = true;
       value_.emplace(std::move(value));
     }
-    if (callbacks_.callback)
-      RunCallback([&] { callbacks_.callback(*value_); });
+    if (callbacks_.callback) RunCallback([&] { callbacks_.callback(*value_); });
     Publish();
   }
   void SetError(std::exception_ptr error) {
@@ -474,8 +473,9 @@ class PoolApi {
   // fn applied to each element, in order (Python's map). Elements convert to
   // fn's parameter type. chunksize unset: CPython's default.
   template <class R, class P, class Range>
-  std::vector<ResultType<R>> map(R (*fn)(P), const Range& iterable,
-                                 std::optional<size_t> chunksize = std::nullopt) {
+  std::vector<ResultType<R>> map(
+      R (*fn)(P), const Range& iterable,
+      std::optional<size_t> chunksize = std::nullopt) {
     return map_async(fn, iterable, chunksize).get();
   }
   template <class R, class P, class Range>
@@ -539,12 +539,12 @@ class PoolApi {
     core_->CheckRunning();
     const size_t n = static_cast<size_t>(
         std::distance(std::begin(iterable), std::end(iterable)));
-    size_t size = chunksize ? *chunksize
-                            : DefaultChunksize(n, core_->processes());
+    size_t size =
+        chunksize ? *chunksize : DefaultChunksize(n, core_->processes());
     if (n > 0 && size == 0)
       throw ValueError("chunksize must be at least 1; got 0");
-    auto state = std::make_shared<ResultState<std::vector<T>>>(
-        std::move(callbacks));
+    auto state =
+        std::make_shared<ResultState<std::vector<T>>>(std::move(callbacks));
     auto job = std::make_shared<MapJob<T>>(state, n, size);
     if (n > 0) SubmitChunks<kStar>(fn, job, iterable, n, size);
     return MapResult<T>(std::move(state));
@@ -555,12 +555,11 @@ class PoolApi {
                                    size_t chunksize, bool ordered) {
     using T = ResultType<R>;
     core_->CheckRunning();
-    if (chunksize < 1)
-      throw ValueError("chunksize must be at least 1; got 0");
+    if (chunksize < 1) throw ValueError("chunksize must be at least 1; got 0");
     const size_t n = static_cast<size_t>(
         std::distance(std::begin(iterable), std::end(iterable)));
-    auto job = std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize,
-                                           ordered);
+    auto job =
+        std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize, ordered);
     if (n > 0) SubmitChunks<false>(fn, job, iterable, n, chunksize);
     return IMapIterator<T>(std::move(job));
   }
@@ -573,7 +572,8 @@ class PoolApi {
                     const Range& items, size_t n, size_t chunksize) {
     using T = ResultType<R>;
     using Arg = typename ArgOf<kStar, Decay<P>...>::type;
-    const uint32_t chunks = static_cast<uint32_t>((n + chunksize - 1) / chunksize);
+    const uint32_t chunks =
+        static_cast<uint32_t>((n + chunksize - 1) / chunksize);
     if (core_->threads()) {
       // Thread workers share the arguments; no pickling.
       auto args = std::make_shared<std::vector<Arg>>();
@@ -700,7 +700,8 @@ Initializer::Initializer(R (*fn)(P...), A&&... args) {
       std::vector<std::tuple<std::decay_t<P>...>> one{*bound};
       return {registered.name, Runner::Key(), reduction::dumps(one)};
     } else {
-      internal::ThrowUnpicklableArgument(typeid(std::tuple<std::decay_t<P>...>));
+      internal::ThrowUnpicklableArgument(
+          typeid(std::tuple<std::decay_t<P>...>));
     }
   };
 }

@@ -34,9 +34,7 @@ void MapRate(benchmark::State& state, int n, std::optional<size_t> chunksize) {
 void BM_PoolMapDefaultChunks(benchmark::State& state) {
   MapRate(state, 200000, std::nullopt);
 }
-void BM_PoolMapChunksize1(benchmark::State& state) {
-  MapRate(state, 20000, 1);
-}
+void BM_PoolMapChunksize1(benchmark::State& state) { MapRate(state, 20000, 1); }
 
 void BM_PoolApplyRoundtrip(benchmark::State& state) {
   multiprocessing::Pool pool(1);

@@ -41,7 +41,9 @@ struct CustomError : std::exception {
   const char* what() const noexcept override { return "custom trouble"; }
 };
 int throw_custom(int) { throw CustomError(); }
-int throw_out_of_range(int) { throw std::out_of_range("index 7 is out of range"); }
+int throw_out_of_range(int) {
+  throw std::out_of_range("index 7 is out of range");
+}
 int sleep_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
@@ -215,9 +217,9 @@ TEST_P(PoolTest, MapStarmapAndChunksizes) {
 TEST(ChunksizeTest, DefaultIsCPythons) {
   using mp::pool::internal::DefaultChunksize;
   EXPECT_EQ(DefaultChunksize(0, 4), 0u);
-  EXPECT_EQ(DefaultChunksize(10, 4), 1u);       // divmod(10, 16) -> (0, 10)
+  EXPECT_EQ(DefaultChunksize(10, 4), 1u);  // divmod(10, 16) -> (0, 10)
   EXPECT_EQ(DefaultChunksize(200000, 2), 25000u);
-  EXPECT_EQ(DefaultChunksize(17, 2), 3u);       // divmod(17, 8) -> (2, 1)
+  EXPECT_EQ(DefaultChunksize(17, 2), 3u);  // divmod(17, 8) -> (2, 1)
   EXPECT_EQ(DefaultChunksize(16, 2), 2u);
 }
 
@@ -278,14 +280,14 @@ TEST_P(PoolTest, CallbacksRunOnOneThreadInCompletionOrder) {
   for (auto& r : results) r.wait(kLong);
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(seen.size(), 9u);
-  EXPECT_EQ(errors, std::vector<std::string>{"ValueError: five is not allowed"});
+  EXPECT_EQ(errors,
+            std::vector<std::string>{"ValueError: five is not allowed"});
   EXPECT_EQ(callback_threads.size(), 1u);
   EXPECT_EQ(callback_threads.count(std::this_thread::get_id()), 0u);
   std::vector<int> mapped;
-  auto m = pool->map_async(square, Range(5), std::nullopt,
-                           {.callback = [&](const std::vector<int>& v) {
-                             mapped = v;
-                           }});
+  auto m = pool->map_async(
+      square, Range(5), std::nullopt,
+      {.callback = [&](const std::vector<int>& v) { mapped = v; }});
   m.wait(kLong);
   EXPECT_EQ(mapped, Squares(5));
 }
@@ -371,7 +373,8 @@ TEST_P(PoolTest, InitializerRunsInEachWorker) {
     g_initialized = 0;
     return;
   }
-  for (int v : pool->map(sleep_ms, std::vector<int>(4, 20), 1)) EXPECT_EQ(v, 20);
+  for (int v : pool->map(sleep_ms, std::vector<int>(4, 20), 1))
+    EXPECT_EQ(v, 20);
   auto values = pool->starmap(read_initialized, std::vector<std::tuple<>>(6));
   for (int v : values) EXPECT_EQ(v, 42);
   EXPECT_EQ(g_initialized, 0);  // not in the parent
@@ -438,7 +441,8 @@ TEST_P(PoolTest, MaxTasksPerChildReplacesWorkers) {
   EXPECT_EQ(pool->map(square, Range(40), 1), Squares(40));
 }
 
-class WorkerDeathTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+class WorkerDeathTest
+    : public ::testing::TestWithParam<std::tuple<std::string, int>> {
  protected:
   Watchdog watchdog_{std::chrono::seconds(60)};
 };
@@ -466,10 +470,10 @@ TEST_P(WorkerDeathTest, TaskFailsOthersComplete) {
     }
   }
   // map over a death: it fails, as one of its chunks did; the pool goes on.
-  auto m = pool.starmap_async(die_on_three,
-                              std::vector<std::tuple<int, int>>{
-                                  {1, how}, {2, how}, {3, how}, {4, how}},
-                              1);
+  auto m = pool.starmap_async(
+      die_on_three,
+      std::vector<std::tuple<int, int>>{{1, how}, {2, how}, {3, how}, {4, how}},
+      1);
   EXPECT_THROW(m.get(kLong), mp::ProcessError);
   EXPECT_EQ(pool.map_async(square, Range(100)).get(kLong), Squares(100));
   pool.close();
@@ -503,10 +507,10 @@ TEST_P(PoolTest, ManyConcurrentCallers) {
 INSTANTIATE_TEST_SUITE_P(Methods, PoolTest,
                          ::testing::Values("fork", "spawn", "forkserver",
                                            "thread"));
-INSTANTIATE_TEST_SUITE_P(
-    Methods, WorkerDeathTest,
-    ::testing::Combine(::testing::Values("fork", "spawn", "forkserver"),
-                       ::testing::Values(0, 1, 2, 3)));
+INSTANTIATE_TEST_SUITE_P(Methods, WorkerDeathTest,
+                         ::testing::Combine(::testing::Values("fork", "spawn",
+                                                              "forkserver"),
+                                            ::testing::Values(0, 1, 2, 3)));
 
 }  // namespace
 

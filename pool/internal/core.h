@@ -39,7 +39,7 @@ class JobBase {
 // registered name, or by address under fork, where the image is the same).
 struct FunctionRef {
   std::string runner;
-  std::string name;          // empty: use `address`
+  std::string name;  // empty: use `address`
   const void* address = nullptr;
 };
 

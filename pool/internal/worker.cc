@@ -127,9 +127,8 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init) {
     out.assign(sizeof r, '\0');
     try {
       RunnerFn runner = code.Runner(runner_key);
-      const void* fn = name.empty()
-                           ? reinterpret_cast<const void*>(h.address)
-                           : code.Function(name);
+      const void* fn = name.empty() ? reinterpret_cast<const void*>(h.address)
+                                    : code.Function(name);
       out += runner(fn, payload);
       r.kind = kResultOk;
     } catch (const SystemExit&) {

@@ -75,7 +75,7 @@ struct WorkerArgs {
   uint64_t id = 0;
   int64_t maxtasks = 0;  // 0: unlimited
   int32_t parent = 0;
-  std::string initializer;       // registered name, empty: none
+  std::string initializer;  // registered name, empty: none
   std::string initializer_runner;
   reduction::Bytes initializer_args;  // the pickled tuple
 };
