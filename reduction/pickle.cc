@@ -348,7 +348,9 @@ struct ReaderAccess {
             strs.push_back(r.load<std::string>());
           }
         };
+        size_t args_start = r.offset();
         n = r.read_sequence(Reader::kTuple, item, none);
+        r.note_memo(args_start);
         break;
       }
       default:
@@ -581,9 +583,12 @@ bool Reader::is_value_start(uint8_t c) {
   }
 }
 
-bool Reader::may_be_single_item(uint8_t single) const {
-  const uint8_t* p = pos_;
-  size_t left = static_cast<size_t>(end_ - p);
+namespace {
+
+// The size of the scalar value at `p` with the memo opcodes after it, or 0 when
+// it is not a scalar (or runs past the end).
+size_t ScalarSize(const uint8_t* p, size_t left) {
+  if (left == 0) return 0;
   size_t n;
   switch (*p) {
     case op::kNone:
@@ -606,30 +611,50 @@ bool Reader::may_be_single_item(uint8_t single) const {
     case op::kLong1:
     case op::kShortBinUnicode:
     case op::kShortBinBytes:
-      if (left < 2) return true;
+      if (left < 2) return 0;
       n = 2 + size_t{p[1]};
       break;
     case op::kBinUnicode:
     case op::kBinBytes:
-      if (left < 5) return true;
+      if (left < 5) return 0;
       n = 5 + size_t{internal::LoadLE32(p + 1)};
       break;
     default:
-      return true;  // containers and references: only a trial decode can tell
+      return 0;
   }
-  for (;;) {
-    if (left <= n) return true;
-    uint8_t next = p[n];
-    if (next == op::kMemoize) {
+  while (n < left) {
+    if (p[n] == op::kMemoize) {
       n += 1;
-    } else if (next == op::kBinPut) {
+    } else if (p[n] == op::kBinPut) {
       n += 2;
-    } else if (next == op::kLongBinPut) {
+    } else if (p[n] == op::kLongBinPut) {
       n += 5;
     } else {
-      return next == single || next == op::kFrame;
+      return n;
     }
   }
+  return 0;
+}
+
+}  // namespace
+
+bool Reader::may_be_single_item(uint8_t single) const {
+  const uint8_t* p = pos_;
+  auto left = static_cast<size_t>(end_ - p);
+  // A dict entry is a key and a value before SETITEM; a list item one value
+  // before APPEND.
+  int values = single == op::kSetItem ? 2 : 1;
+  for (int i = 0; i < values; ++i) {
+    size_t n = ScalarSize(p, left);
+    if (n == 0)
+      return true;  // containers and references: only a trial decode can tell
+    p += n;
+    left -= n;
+  }
+  // Another value or TUPLE1..3 may make the item a tuple; anything else closes
+  // the parent.
+  return *p == single || *p == op::kFrame || is_value_start(*p) ||
+         (*p >= op::kTuple1 && *p <= op::kTuple3);
 }
 
 void Reader::note_memo_slow(size_t start) {

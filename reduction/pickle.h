@@ -134,7 +134,8 @@ constexpr void RequirePicklable() {
       "multiprocessing::reduction::Pickler<T> (static "
       "void Save(Writer&, const T&); static T Load(Reader&)), or list a "
       "struct's fields with "
-      "MP_PICKLE_FIELDS(Type, field1, field2, ...) at namespace scope");
+      "MP_PICKLE_FIELDS(Type, field1, field2, ...) in the struct's own "
+      "namespace");
 }
 }  // namespace internal
 
@@ -177,7 +178,8 @@ class Writer {
   template <class T>
   void save(const T& value) {
     internal::RequirePicklable<T>();
-    Pickler<std::remove_cvref_t<T>>::Save(*this, value);
+    if constexpr (Picklable<T>)
+      Pickler<std::remove_cvref_t<T>>::Save(*this, value);
   }
 
   void write_none() { put(internal::op::kNone); }
@@ -482,6 +484,9 @@ Object LoadObject(std::string_view data);
 // The pickle re-encoded in the form the typed Reader reads directly (no postfix
 // tuples, no continued containers). Throws UnpicklingError for malformed input.
 std::string Canonicalize(std::string_view data);
+// How many typed decodes in this process needed the Object decoder (for tests
+// of the fast path).
+uint64_t TypedFallbackCount();
 
 template <class T>
 constexpr bool kDependentFalse = false;
@@ -685,8 +690,10 @@ size_t Reader::read_reduced_set(Item& item, Truncate& truncate) {
   auto none = [](size_t) {};
   ItemRef elements_ref(elements);
   TruncateRef none_ref(none);
+  size_t args_start = offset();
   if (read_sequence(kTuple, elements_ref, none_ref) > 1)
     fail_type("set(iterable)");
+  note_memo(args_start);
   expect(internal::op::kReduce, "REDUCE");
   return count;
 }
@@ -830,7 +837,8 @@ T loads(std::string_view data, OutOfBand* oob) {
       return internal::LoadTop<T>(data, oob);
     } catch (const Exception&) {
     }
-    std::string canonical = internal::Canonicalize(data);
+    std::string canonical =
+        internal::Canonicalize(data);  // counts the fallback
     return internal::LoadTop<T>(canonical, oob);
   }
 }

@@ -8,6 +8,7 @@
 #include <deque>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/debugging/symbolize.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -57,25 +58,27 @@ bool RegisterFunction(RegisteredFunction fn) {
 }
 
 void FunctionNotRegistered(const void* address) {
-  // The function's name from the symbol table when the program exports it
-  // (linked with -rdynamic).
+  // The function's name from the program's symbol table, when it has one.
   std::string name;
-  Dl_info info;
-  if (dladdr(address, &info) != 0 && info.dli_sname != nullptr &&
-      info.dli_saddr == address) {
-    int status = 0;
-    char* demangled =
-        abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
-    name = status == 0 && demangled != nullptr ? demangled : info.dli_sname;
-    std::free(demangled);
-    if (size_t paren = name.find('('); paren != std::string::npos)
-      name.resize(paren);
+  char buf[1024];
+  if (absl::Symbolize(address, buf, sizeof buf)) name = buf;
+  if (name.empty()) {
+    Dl_info info;
+    if (dladdr(address, &info) != 0 && info.dli_sname != nullptr &&
+        info.dli_saddr == address) {
+      int status = 0;
+      char* demangled =
+          abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+      name = status == 0 && demangled != nullptr ? demangled : info.dli_sname;
+      std::free(demangled);
+    }
   }
-  if (name.empty()) name = absl::StrFormat("at %p", address);
-  std::string shown = name.rfind("at ", 0) == 0 ? "<function>" : name;
+  if (size_t paren = name.find('('); paren != std::string::npos)
+    name.resize(paren);
+  std::string shown = name.empty() ? absl::StrFormat("at %p", address) : name;
   throw PicklingError(absl::StrCat(
-      "function '", name, "' is not registered; add MP_REGISTER_FUNCTION(",
-      shown,
+      "function '", shown, "' is not registered; add MP_REGISTER_FUNCTION(",
+      name.empty() ? "<function>" : name,
       ") at namespace scope so that spawn/forkserver children can find it"));
 }
 

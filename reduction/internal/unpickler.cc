@@ -8,6 +8,7 @@
 // built, and a container that was handed out through the memo can no longer be
 // modified (which is how a pickle builds a cycle) -- so no Object is ever
 // cyclic or too deep to walk.
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -468,7 +469,16 @@ Object LoadObject(std::string_view data) {
   }
 }
 
+namespace {
+std::atomic<uint64_t> g_fallbacks{0};
+}  // namespace
+
+uint64_t TypedFallbackCount() {
+  return g_fallbacks.load(std::memory_order_relaxed);
+}
+
 std::string Canonicalize(std::string_view data) {
+  g_fallbacks.fetch_add(1, std::memory_order_relaxed);
   Object value = LoadObject(data);
   Writer w(kDefaultProtocol);
   w.save(value);
