@@ -21,9 +21,9 @@ namespace internal {
 using ::multiprocessing::queues::internal::Deadline;
 
 Deadline DeadlineFor(bool block, const Timeout& timeout) {
+  if (block && !timeout) return std::nullopt;
   auto now = std::chrono::steady_clock::now();
   if (!block) return now;
-  if (!timeout) return std::nullopt;
   auto left = std::max(*timeout, std::chrono::duration<double>::zero());
   return now +
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(left);
@@ -71,14 +71,12 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     if (feeder_waiting_) cv_.notify_one();
   }
 
-  std::string Get(bool block, const Timeout& timeout) {
+  void Get(std::string* frame, bool block, const Timeout& timeout) {
     CheckOpen("get");
-    std::string frame;
-    if (!ring_->Read(&frame, DeadlineFor(block, timeout))) {
+    if (!ring_->Read(frame, DeadlineFor(block, timeout))) {
       throw Empty("the queue is empty");
     }
     ring_->ReleaseSlot();
-    return frame;
   }
 
   void Close() {
@@ -238,7 +236,17 @@ void Queue::put_bytes(std::string pickled, bool block, Timeout timeout) {
 }
 
 std::string Queue::get_bytes(bool block, Timeout timeout) {
-  return core_->Get(block, timeout);
+  std::string frame;
+  core_->Get(&frame, block, timeout);
+  return frame;
+}
+
+std::string_view Queue::get_view(bool block, Timeout timeout) {
+  // Reused, so that a steady stream of gets allocates only for the unpickled
+  // values.
+  thread_local std::string frame;
+  core_->Get(&frame, block, timeout);
+  return frame;
 }
 
 int64_t Queue::qsize() const { return core_->ring().slots(); }

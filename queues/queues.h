@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 
@@ -87,7 +88,7 @@ class Queue {
   // raises queues::Empty.
   template <class T = reduction::Object>
   T get(bool block = true, Timeout timeout = std::nullopt) {
-    return reduction::loads<T>(get_bytes(block, timeout));
+    return reduction::loads<T>(get_view(block, timeout));
   }
   template <class T = reduction::Object>
   T get_nowait() {
@@ -98,6 +99,8 @@ class Queue {
   void put_bytes(std::string pickled, bool block = true,
                  Timeout timeout = std::nullopt);
   std::string get_bytes(bool block = true, Timeout timeout = std::nullopt);
+  // The next pickle, in a buffer of this thread's that the next get reuses.
+  std::string_view get_view(bool block = true, Timeout timeout = std::nullopt);
 
   // Approximate, as in Python: items put (including those still in feeder
   // threads) and not yet got.

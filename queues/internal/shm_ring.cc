@@ -73,6 +73,9 @@ struct RingHeader {
   std::atomic<uint64_t> head;
   std::atomic<uint32_t> space_seq;
   std::atomic<uint32_t> space_waiters;
+  // A producer waiting for room sleeps until `head` reaches this, so that it is
+  // woken once per large stretch of consumption rather than once per frame.
+  std::atomic<uint64_t> space_target;
   // Bytes of a streamed frame not yet read; under read_lock.
   uint64_t read_partial;
 
@@ -142,11 +145,28 @@ Locked LockRobust(pthread_mutex_t* m, Deadline deadline) {
   RaiseOSError("pthread_mutex_lock on a queue", rc);
 }
 
+constexpr int kSpins = 4000;  // ~20-50 us
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Waits on `seq` after registering in `waiters`, unless `ready` already holds
 // (see Wake).
 template <class Ready>
 bool WaitUntil(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters,
                Ready ready, Deadline deadline) {
+  // Spin briefly first: a peer streaming items usually makes the condition true
+  // within microseconds, and sleeping costs the waiter and the waker a system
+  // call each.
+  for (int i = 0; i < kSpins; ++i) {
+    if (ready()) return true;
+    CpuRelax();
+  }
   while (!ready()) {
     waiters->fetch_add(1);
     uint32_t seen = seq->load();
@@ -262,14 +282,31 @@ bool ShmRing::WaitForData(uint64_t head, uint64_t needed,
 }
 
 bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
-  auto* h = header_;
-  return WaitUntil(
-      &h->space_seq, &h->space_waiters,
-      [&] {
-        return capacity_ - (tail - h->head.load(std::memory_order_acquire)) >=
-               needed;
-      },
-      deadline);
+  RingHeader* h = header_;
+  auto ready = [&] {
+    return capacity_ - (tail - h->head.load(std::memory_order_acquire)) >=
+           needed;
+  };
+  if (ready()) return true;
+  // Ask to be woken when a quarter of the ring is free (or the frame fits, if
+  // larger); no spinning, as consumers take a while to free that much. The
+  // sleep is sliced so that a consumer that stops after freeing just enough for
+  // this frame cannot leave the producer asleep for long.
+  const uint64_t want = std::max<uint64_t>(needed, capacity_ / 4);
+  h->space_target.store(tail + want - capacity_);
+  constexpr auto kSlice = std::chrono::milliseconds(5);
+  while (!ready()) {
+    auto until = std::chrono::steady_clock::now() + kSlice;
+    if (deadline && *deadline < until) until = *deadline;
+    h->space_waiters.fetch_add(1);
+    uint32_t seen = h->space_seq.load();
+    if (!ready()) FutexWait(Word(&h->space_seq), seen, until);
+    h->space_waiters.fetch_sub(1);
+    if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+      return ready();
+    }
+  }
+  return true;
 }
 
 void ShmRing::Publish(uint64_t tail) {
@@ -382,7 +419,12 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
   auto commit = [&](uint64_t new_head) {
     head = new_head;
     h->head.store(head, std::memory_order_release);
-    Wake(&h->space_seq, &h->space_waiters);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (h->space_waiters.load(std::memory_order_relaxed) != 0 &&
+        head >= h->space_target.load(std::memory_order_relaxed)) {
+      h->space_seq.fetch_add(1);
+      FutexWakeAll(Word(&h->space_seq));
+    }
   };
   if (h->read_partial > 0) {
     // A consumer died while streaming a large frame out: that frame is lost;

@@ -74,7 +74,9 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   std::vector<std::string> keys(argv + 1, argv + argc);
   const std::string filter =
-      keys.empty() ? "." : absl::StrFormat("^(%s)$", absl::StrJoin(keys, "|"));
+      keys.empty()
+          ? "."
+          : absl::StrFormat("^(%s)(/real_time)?$", absl::StrJoin(keys, "|"));
   FigureReporter reporter;
   const size_t ran = benchmark::RunSpecifiedBenchmarks(&reporter, filter);
   if (!keys.empty() && ran != keys.size()) {
