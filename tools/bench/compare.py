@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Runs //tools/bench:baseline and CPython's multiprocessing on the same figures, several times each, and
+prints a table: figure, this library (min / median), CPython (min / median), and how many times faster
+this library is (median against median; for latencies, CPython's time over ours).
+
+usage: tools/bench/compare.py [--runs N] [KEY...]        (from the workspace root; no key: all figures)
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, cwd=ROOT).stdout
+    return json.loads(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("keys", nargs="*")
+    args = parser.parse_args()
+
+    subprocess.run([os.path.join(ROOT, "tools", "bazel"), "build", "-c", "opt", "//tools/bench:baseline"],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    binary = os.path.join(ROOT, "bazel-bin", "tools", "bench", "baseline")
+    ours, theirs = {}, {}
+    for _ in range(args.runs):
+        for key, value in run_json([binary] + args.keys).items():
+            if isinstance(value, (int, float)):
+                ours.setdefault(key, []).append(value)
+        for key, value in run_json([sys.executable, os.path.join(HERE, "cpython_baseline.py")] + args.keys).items():
+            if isinstance(value, (int, float)):
+                theirs.setdefault(key, []).append(value)
+
+    keys = args.keys or sorted(set(ours) | set(theirs))
+    rows = [("figure", "this library (min / median)", "CPython (min / median)", "faster")]
+    for key in keys:
+        a, b = ours.get(key), theirs.get(key)
+        fmt = lambda v: "-" if not v else f"{min(v):,.1f} / {statistics.median(v):,.1f}"
+        ratio = "-"
+        if a and b:
+            ma, mb = statistics.median(a), statistics.median(b)
+            ratio = f"{(mb / ma if key.endswith('_us') else ma / mb):,.1f}x"
+        rows.append((key, fmt(a), fmt(b), ratio))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for n, row in enumerate(rows):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+if __name__ == "__main__":
+    main()
