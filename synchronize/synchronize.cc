@@ -391,17 +391,34 @@ std::string Barrier::repr() const {
 namespace multiprocessing::internal {
 
 void SaveSemLock(reduction::Writer& w, const SemLock& sem) {
+  // By name and by descriptor: the receiver maps the descriptor, so it does
+  // not depend on the name surviving until it runs.
+  int fd = sem.DupFd();
+  size_t index;
+  try {
+    index = w.add_fd(fd);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
   w.save(std::make_tuple(sem.name(), static_cast<int>(sem.kind()),
-                         sem.maxvalue()));
+                         sem.maxvalue(), static_cast<uint64_t>(index)));
 }
 
 std::shared_ptr<SemLock> LoadSemLock(reduction::Reader& r) {
-  auto [name, kind, maxvalue] = r.load<std::tuple<std::string, int, int>>();
+  auto [name, kind, maxvalue, index] =
+      r.load<std::tuple<std::string, int, int, uint64_t>>();
   if (kind != static_cast<int>(SemLock::Kind::kRecursiveMutex) &&
       kind != static_cast<int>(SemLock::Kind::kSemaphore)) {
     throw ValueError("unrecognized semaphore kind " + std::to_string(kind));
   }
-  return SemLock::Open(name, static_cast<SemLock::Kind>(kind), maxvalue);
+  int fd = r.dup_fd(index);
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  return SemLock::OpenFd(name, fd, static_cast<SemLock::Kind>(kind), maxvalue);
 }
 
 void SaveBlock(reduction::Writer& w, const SharedBlock& block) {

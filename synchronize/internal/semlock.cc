@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,12 +91,13 @@ std::string OwnerName() {
 }
 
 SemLock::SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue,
-                 bool creator)
+                 bool creator, int mapped_fd)
     : sem_(sem),
       name_(std::move(name)),
       kind_(kind),
       maxvalue_(maxvalue),
-      creator_pid_(creator ? getpid() : 0) {}
+      creator_pid_(creator ? getpid() : 0),
+      mapped_fd_(mapped_fd) {}
 
 std::shared_ptr<SemLock> SemLock::Create(Kind kind, int value, int maxvalue) {
   if (value < 0) throw ValueError("semaphore initial value must be >= 0");
@@ -160,6 +163,69 @@ std::shared_ptr<SemLock> SemLock::Open(const std::string& name, Kind kind,
   return lock;
 }
 
+std::shared_ptr<SemLock> SemLock::OpenFd(const std::string& name, int fd,
+                                         Kind kind, int maxvalue) {
+  if (name.size() < 2 || name.size() > 250 || name[0] != '/' ||
+      name.find('/', 1) != std::string::npos ||
+      name.find('\0') != std::string::npos) {
+    throw ValueError("invalid semaphore name '" + name + "'");
+  }
+  if (kind != Kind::kRecursiveMutex && kind != Kind::kSemaphore) {
+    throw ValueError("unrecognized semaphore kind");
+  }
+  if (maxvalue < 1) throw ValueError("semaphore maxvalue must be >= 1");
+  ThreadToken();
+  Registry& registry = GetRegistry();
+  std::lock_guard<std::mutex> guard(registry.mutex);
+  auto it = registry.by_name.find(name);
+  if (it != registry.by_name.end()) {
+    if (auto existing = it->second.lock()) return existing;
+  }
+  // Only a POSIX semaphore file will do: the mapping is used as a sem_t.
+  struct stat st;
+  char link[64];
+  char target[512] = {};
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = fd < 0 ? -1 : readlink(link, target, sizeof target - 1);
+  if (n <= 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<size_t>(st.st_size) < sizeof(sem_t) ||
+      std::strncmp(target, "/dev/shm/sem.", 13) != 0) {
+    throw ValueError("the descriptor of semaphore '" + name +
+                     "' is not a semaphore file");
+  }
+  int kept = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (kept < 0) RaiseOSError("dup (semaphore)", errno);
+  void* mem =
+      mmap(nullptr, sizeof(sem_t), PROT_READ | PROT_WRITE, MAP_SHARED, kept, 0);
+  if (mem == MAP_FAILED) {
+    int err = errno;
+    close(kept);
+    RaiseOSError("mmap (semaphore)", err);
+  }
+  std::shared_ptr<SemLock> lock(new SemLock(static_cast<sem_t*>(mem), name,
+                                            kind, maxvalue,
+                                            /*creator=*/false, kept));
+  registry.by_name[name] = lock;
+  return lock;
+}
+
+int SemLock::DupFd() const {
+  if (mapped_fd_ >= 0) {
+    int fd = fcntl(mapped_fd_, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) RaiseOSError("dup (semaphore)", errno);
+    return fd;
+  }
+  std::string path = "/dev/shm/sem." + name_.substr(1);
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    throw OSError(err, "cannot send semaphore " + name_ + ": " +
+                           std::strerror(err) +
+                           " (its creator already unlinked it)");
+  }
+  return fd;
+}
+
 SemLock::~SemLock() {
   {
     Registry& registry = GetRegistry();
@@ -169,7 +235,12 @@ SemLock::~SemLock() {
       registry.by_name.erase(it);
     }
   }
-  sem_close(sem_);
+  if (mapped_fd_ >= 0) {
+    munmap(sem_, sizeof(sem_t));
+    close(mapped_fd_);
+  } else {
+    sem_close(sem_);
+  }
   if (creator_pid_ != 0 && creator_pid_ == getpid()) {
     sem_unlink(name_.c_str());
     try {

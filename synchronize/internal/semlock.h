@@ -57,6 +57,18 @@ class SemLock {
   // The semaphore called `name` (from a pickle): the one already open in
   // this process, or opened now. Throws OSError (FileNotFoundError's errno
   // ENOENT) when it no longer exists, ValueError for a malformed name.
+  // The semaphore called `name` whose file `fd` (borrowed) refers to: the
+  // one already open here, or the file mapped now. Unlike Open it works
+  // after the name was unlinked, so a child started by spawn or forkserver
+  // reaches the lock even if its creator dropped it meanwhile. Throws
+  // ValueError when `fd` is not a semaphore file.
+  static std::shared_ptr<SemLock> OpenFd(const std::string& name, int fd,
+                                         Kind kind, int maxvalue);
+  // A new descriptor (close-on-exec) on the semaphore's file, for sending it
+  // to another process. Throws OSError when there is none (the name was
+  // unlinked and the semaphore was not received as a descriptor).
+  int DupFd() const;
+
   static std::shared_ptr<SemLock> Open(const std::string& name, Kind kind,
                                        int maxvalue);
 
@@ -139,7 +151,8 @@ class SemLock {
   std::string RLockRepr() const;  // <RLock(owner, count)>
 
  private:
-  SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue, bool creator);
+  SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue, bool creator,
+          int mapped_fd = -1);
   bool AcquireSlow(bool block, std::optional<double> timeout);
 
   // The uncontended paths inline, on glibc's semaphore word (64-bit
@@ -187,6 +200,9 @@ class SemLock {
   const Kind kind_;
   const int maxvalue_;
   const pid_t creator_pid_;  // 0 when opened by name
+  // >= 0 when the semaphore was mapped from a received descriptor (kept for
+  // sending it on); then sem_ is our mapping, not sem_open's.
+  const int mapped_fd_;
   // The owning thread's token and the recursion level; maintained for locks
   // (maxvalue 1) only, and only in this process.
   std::atomic<uint64_t> owner_{0};
