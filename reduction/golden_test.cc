@@ -54,6 +54,7 @@ std::vector<std::vector<std::string>> ReadTable(const std::string& name) {
 TEST(GoldenTest, DecodesWhatCPythonWrites) {
   auto rows = ReadTable("golden.txt");
   ASSERT_GT(rows.size(), 400u);
+  size_t fallback_rows = 0;
   for (const auto& row : rows) {
     ASSERT_EQ(row.size(), 3u);
     std::string data = Unhex(row[1]);
@@ -62,10 +63,12 @@ TEST(GoldenTest, DecodesWhatCPythonWrites) {
     ASSERT_NO_THROW(value = loads<Object>(data));
     EXPECT_EQ(Shown(repr(value)), row[2]);
     // The typed decoder (Objects nested in a C++ type) agrees.
+    uint64_t fallbacks = internal::TypedFallbackCount();
     std::optional<std::variant<Object>> typed;
     ASSERT_NO_THROW(typed = loads<std::variant<Object>>(data));
     ASSERT_TRUE(typed.has_value());
     EXPECT_EQ(Shown(repr(std::get<0>(*typed))), row[2]);
+    if (internal::TypedFallbackCount() != fallbacks) ++fallback_rows;
     // Re-encoding in every protocol gives back an equal value, in the same
     // order.
     for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {

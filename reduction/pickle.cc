@@ -313,6 +313,63 @@ std::string Writer::finish() {
   return std::move(buf_);
 }
 
+namespace {
+
+// The size of the scalar value (or memo reference) at `p` with the memo opcodes
+// after it, or 0 when it is not a scalar (or runs past the end).
+size_t ScalarSize(const uint8_t* p, size_t left) {
+  if (left == 0) return 0;
+  size_t n;
+  switch (*p) {
+    case op::kNone:
+    case op::kNewTrue:
+    case op::kNewFalse:
+      n = 1;
+      break;
+    case op::kBinInt1:
+    case op::kBinGet:
+      n = 2;
+      break;
+    case op::kBinInt2:
+      n = 3;
+      break;
+    case op::kBinInt:
+    case op::kLongBinGet:
+      n = 5;
+      break;
+    case op::kBinFloat:
+      n = 9;
+      break;
+    case op::kLong1:
+    case op::kShortBinUnicode:
+    case op::kShortBinBytes:
+      if (left < 2) return 0;
+      n = 2 + size_t{p[1]};
+      break;
+    case op::kBinUnicode:
+    case op::kBinBytes:
+      if (left < 5) return 0;
+      n = 5 + size_t{internal::LoadLE32(p + 1)};
+      break;
+    default:
+      return 0;
+  }
+  while (n < left) {
+    if (p[n] == op::kMemoize) {
+      n += 1;
+    } else if (p[n] == op::kBinPut) {
+      n += 2;
+    } else if (p[n] == op::kLongBinPut) {
+      n += 5;
+    } else {
+      return n;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------------
 // Pickler<Object>
 
@@ -383,7 +440,55 @@ struct ReaderAccess {
     return callable;
   }
 
+  // One Object, with the tuples CPython writes after their items (TUPLE1..3)
+  // when the items are scalars: a reader that pulls values cannot know that `K1
+  // K2 TUPLE2` is one value until it sees the TUPLE2, so it looks ahead over
+  // scalars. Other postfix tuples fall back to the Object decoder.
   static Object LoadObject(Reader& r) {
+    size_t start = r.offset();
+    Object value = LoadPrimary(r);
+    for (;;) {
+      r.note_memo(start);
+      if (r.pos_ == r.end_) return value;
+      uint8_t c = r.peek();
+      if (c == op::kTuple1) {
+        ++r.pos_;
+        value = Object::tuple({std::move(value)});
+        CheckDepth(value);
+        continue;
+      }
+      const uint8_t* p = r.pos_;
+      auto left = static_cast<size_t>(r.end_ - p);
+      size_t extra = 0;
+      bool found = false;
+      while (extra < 2) {
+        size_t n = ScalarSize(p, left);
+        if (n == 0) break;
+        p += n;
+        left -= n;
+        ++extra;
+        if (*p == op::kTuple1 + extra) {
+          found = true;
+          break;
+        }
+      }
+      if (!found) return value;
+      std::vector<Object> items{std::move(value)};
+      for (size_t i = 0; i < extra; ++i) items.push_back(r.load<Object>());
+      r.expect(static_cast<uint8_t>(op::kTuple1 + extra), "TUPLE2 or TUPLE3");
+      value = Object::tuple(std::move(items));
+      CheckDepth(value);
+    }
+  }
+
+  static void CheckDepth(const Object& value) {
+    if (ObjectAccess::depth(value) > kMaxDepth) {
+      throw UnpicklingError(
+          absl::StrCat("the pickle nests deeper than ", kMaxDepth, " levels"));
+    }
+  }
+
+  static Object LoadPrimary(Reader& r) {
     uint8_t c = r.peek();
     switch (c) {
       case op::kNone:
@@ -582,61 +687,6 @@ bool Reader::is_value_start(uint8_t c) {
       return false;
   }
 }
-
-namespace {
-
-// The size of the scalar value at `p` with the memo opcodes after it, or 0 when
-// it is not a scalar (or runs past the end).
-size_t ScalarSize(const uint8_t* p, size_t left) {
-  if (left == 0) return 0;
-  size_t n;
-  switch (*p) {
-    case op::kNone:
-    case op::kNewTrue:
-    case op::kNewFalse:
-      n = 1;
-      break;
-    case op::kBinInt1:
-      n = 2;
-      break;
-    case op::kBinInt2:
-      n = 3;
-      break;
-    case op::kBinInt:
-      n = 5;
-      break;
-    case op::kBinFloat:
-      n = 9;
-      break;
-    case op::kLong1:
-    case op::kShortBinUnicode:
-    case op::kShortBinBytes:
-      if (left < 2) return 0;
-      n = 2 + size_t{p[1]};
-      break;
-    case op::kBinUnicode:
-    case op::kBinBytes:
-      if (left < 5) return 0;
-      n = 5 + size_t{internal::LoadLE32(p + 1)};
-      break;
-    default:
-      return 0;
-  }
-  while (n < left) {
-    if (p[n] == op::kMemoize) {
-      n += 1;
-    } else if (p[n] == op::kBinPut) {
-      n += 2;
-    } else if (p[n] == op::kLongBinPut) {
-      n += 5;
-    } else {
-      return n;
-    }
-  }
-  return 0;
-}
-
-}  // namespace
 
 bool Reader::may_be_single_item(uint8_t single) const {
   const uint8_t* p = pos_;

@@ -43,6 +43,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -1231,6 +1232,17 @@ struct Pickler<std::chrono::duration<Rep, Period>> {
     if constexpr (std::is_floating_point_v<Rep>) {
       return std::chrono::duration_cast<D>(seconds);
     } else {
+      // Checked first: converting an out-of-range double to an integer is
+      // undefined.
+      double ticks = std::chrono::duration<double, Period>(seconds).count();
+      if (!(ticks > -0x1p63 && ticks < 0x1p63) ||
+          std::round(ticks) <
+              static_cast<double>(std::numeric_limits<Rep>::min()) ||
+          std::round(ticks) >
+              static_cast<double>(std::numeric_limits<Rep>::max())) {
+        throw OverflowError("duration of " + std::to_string(seconds.count()) +
+                            " seconds does not fit the C++ duration type");
+      }
       return std::chrono::round<D>(seconds);
     }
   }

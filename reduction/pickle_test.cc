@@ -199,6 +199,9 @@ TEST(PickleTest, Durations) {
             std::chrono::nanoseconds(123456789));
   EXPECT_EQ(loads<std::chrono::seconds>(dumps(2.4)), std::chrono::seconds(2));
   EXPECT_EQ(loads<std::chrono::duration<double>>(dumps(0.25)).count(), 0.25);
+  EXPECT_THROW(loads<std::chrono::nanoseconds>(dumps(1e300)), OverflowError);
+  EXPECT_THROW(loads<std::chrono::seconds>(dumps(std::nan(""))), OverflowError);
+  EXPECT_THROW(loads<std::chrono::duration<int8_t>>(dumps(200)), OverflowError);
 }
 
 TEST(PickleTest, Objects) {
