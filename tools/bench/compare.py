@@ -27,9 +27,12 @@ def main():
     parser.add_argument("keys", nargs="*")
     args = parser.parse_args()
 
-    subprocess.run([os.path.join(ROOT, "tools", "bazel"), "build", "-c", "opt", "//tools/bench:baseline"],
+    bazel = os.path.join(ROOT, "tools", "bazel")
+    subprocess.run([bazel, "build", "-c", "opt", "//tools/bench:baseline"],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    binary = os.path.join(ROOT, "bazel-bin", "tools", "bench", "baseline")
+    bin_dir = subprocess.run([bazel, "info", "-c", "opt", "bazel-bin"], check=True, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+    binary = os.path.join(bin_dir, "tools", "bench", "baseline")
     ours, theirs = {}, {}
     for _ in range(args.runs):
         for key, value in run_json([binary] + args.keys).items():
