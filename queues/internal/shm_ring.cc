@@ -79,6 +79,11 @@ struct RingHeader {
   // Bytes of a streamed frame not yet read; under read_lock.
   uint64_t read_partial;
 
+  // Items put and items taken, each written by one side only, so that counting
+  // them costs no cache-line transfer between producers and consumers; `slots`
+  // is only the place where producers wait for room.
+  alignas(64) std::atomic<int64_t> puts;
+  alignas(64) std::atomic<int64_t> gets;
   alignas(64) SharedCounter slots;
   alignas(64) SharedCounter unfinished;
 };
@@ -473,32 +478,33 @@ bool ShmRing::Empty() const {
 }
 
 bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
-  SharedCounter& c = header_->slots;
+  RingHeader* h = header_;
   if (maxsize <= 0) {
-    c.value.fetch_add(1);
+    h->puts.fetch_add(1);
     return true;
   }
+  auto has_room = [&] { return h->puts.load() - h->gets.load() < maxsize; };
   while (true) {
-    int64_t v = c.value.load();
-    if (v < maxsize) {
-      if (c.value.compare_exchange_weak(v, v + 1)) return true;
+    int64_t p = h->puts.load();
+    if (p - h->gets.load() < maxsize) {
+      if (h->puts.compare_exchange_weak(p, p + 1)) return true;
       continue;
     }
-    if (!WaitUntil(
-            &c.seq, &c.waiters, [&] { return c.value.load() < maxsize; },
-            deadline)) {
+    if (!WaitUntil(&h->slots.seq, &h->slots.waiters, has_room, deadline)) {
       return false;
     }
   }
 }
 
 void ShmRing::ReleaseSlot() {
-  SharedCounter& c = header_->slots;
-  c.value.fetch_sub(1);
-  Wake(&c.seq, &c.waiters);
+  RingHeader* h = header_;
+  h->gets.fetch_add(1);
+  Wake(&h->slots.seq, &h->slots.waiters);
 }
 
-int64_t ShmRing::slots() const { return header_->slots.value.load(); }
+int64_t ShmRing::slots() const {
+  return header_->puts.load() - header_->gets.load();
+}
 
 void ShmRing::AddUnfinished() { header_->unfinished.value.fetch_add(1); }
 
