@@ -160,7 +160,7 @@ struct Connection::Impl {
   // The stream offset (bytes since the connection began) of buffer[pos].
   std::uint64_t stream_position() const { return stream_read - buffered(); }
 
-  std::size_t ReadSome(char* dst, std::size_t n);
+  std::size_t ReadSome(char* dst, std::size_t n, bool wait_all = false);
   bool Ensure(std::size_t n);
   void ReadExact(char* dst, std::size_t n);
   std::vector<int> TakeFds(std::uint64_t header_at, std::uint64_t message_end);
@@ -193,8 +193,11 @@ struct Connection::Impl {
   std::optional<Clock::time_point> read_deadline;
 };
 
-// One read(2)/recvmsg(2) of at most n bytes; 0 at end of file.
-std::size_t Connection::Impl::ReadSome(char* dst, std::size_t n) {
+// One read(2)/recvmsg(2) of at most n bytes; 0 at end of file. With wait_all
+// (large messages read straight into their destination) a socket read waits for
+// all n bytes: fewer wake-ups and calls.
+std::size_t Connection::Impl::ReadSome(char* dst, std::size_t n,
+                                       bool wait_all) {
   for (;;) {
     if (read_deadline && !WaitFor(fd, POLLIN, read_deadline)) {
       throw TimeoutError(
@@ -212,7 +215,7 @@ std::size_t Connection::Impl::ReadSome(char* dst, std::size_t n) {
       msg.msg_iovlen = 1;
       msg.msg_control = control;
       msg.msg_controllen = sizeof control;
-      k = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+      k = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (wait_all ? MSG_WAITALL : 0));
       if (k >= 0 && msg.msg_controllen > 0) {
         for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
              c = CMSG_NXTHDR(&msg, c)) {
@@ -285,7 +288,7 @@ void Connection::Impl::ReadExact(char* dst, std::size_t n) {
     return;
   }
   while (n > 0) {
-    const std::size_t k = ReadSome(dst, n);
+    const std::size_t k = ReadSome(dst, n, /*wait_all=*/!read_deadline);
     if (k == 0)
       throw OSError(
           0, "got end of file during message: the peer closed mid-message");
