@@ -151,7 +151,7 @@ class ProcessPoolCore final : public PoolCore {
       initializer_ = options_.initializer.Pickled();  // PicklingError now
     }
     results_ = ShmRing::Create(size_t{4} << 20);
-    slots_size_ = sizeof(WorkerSlot) * processes_;
+    slots_size_ = sizeof(WorkerSlot) * (processes_ + 1);
     slots_fd_ = memfd_create("mp-pool-slots", MFD_CLOEXEC);
     if (slots_fd_ < 0) RaiseOSError("memfd_create", errno);
     if (ftruncate(slots_fd_, static_cast<off_t>(slots_size_)) != 0) {
@@ -384,6 +384,7 @@ class ProcessPoolCore final : public PoolCore {
       task.worker = best->id;
       best->outstanding.push_back(seq);
       if (best->quota > 0) --best->quota;
+      Ring(slots_[best->slot].bell);
     }
   }
 
@@ -394,6 +395,7 @@ class ProcessPoolCore final : public PoolCore {
     std::string frame(sizeof h, '\0');
     std::memcpy(frame.data(), &h, sizeof h);
     w.tasks->TryWrite(frame);
+    Ring(slots_[w.slot].bell);
   }
 
   void Wake() {
@@ -412,6 +414,7 @@ class ProcessPoolCore final : public PoolCore {
     std::memcpy(frame.data(), &r, sizeof r);
     frame += payload;
     results_->Write(std::span<const std::string>(&frame, 1));
+    Ring(slots_[processes_].bell);
   }
 
   // Delivers failures collected under the lock; mu_ not held.
@@ -425,6 +428,7 @@ class ProcessPoolCore final : public PoolCore {
     std::string frame;
     std::vector<Failure> failures;
     for (;;) {
+      WaitForFrame(*results_, slots_[processes_].bell, std::nullopt);
       results_->Read(&frame);
       ResultHeader r;
       if (frame.size() < sizeof r) continue;  // a dead worker's torn frame

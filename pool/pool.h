@@ -251,8 +251,7 @@ class MapJob final : public TypedJob<T> {
       : state_(std::move(state)),
         length_(length),
         chunksize_(chunksize),
-        left_(chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize),
-        values_(length) {
+        left_(chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize) {
     if (left_ == 0) state_->Set({});
   }
   void DeliverValues(uint32_t chunk, std::vector<T> values) override {
@@ -263,15 +262,19 @@ class MapJob final : public TypedJob<T> {
                       TypeError("a worker returned a malformed result")));
       return;
     }
-    for (size_t i = 0; i < expected; ++i)
-      values_[begin + i].emplace(std::move(values[i]));
-    if (--left_ == 0 && !failed_) {
-      std::vector<T> all;
-      all.reserve(length_);
-      for (auto& v : values_) all.push_back(std::move(*v));
-      values_.clear();
-      state_->Set(std::move(all));
+    if (!failed_) {
+      if constexpr (kDirect) {
+        if (chunksize_ >= length_) {
+          values_ = std::move(values);  // one chunk: no copy at all
+          values.clear();
+        }
+      }
+      if (!values.empty()) {
+        if (values_.empty()) Prepare();
+        std::move(values.begin(), values.end(), Slot(begin));
+      }
     }
+    if (--left_ == 0 && !failed_) Finish();
   }
   void Fail(uint32_t, std::exception_ptr error) override {
     --left_;
@@ -281,12 +284,34 @@ class MapJob final : public TypedJob<T> {
   }
 
  private:
+  // Results go straight to their final place; types that cannot be
+  // default-constructed take a detour through optionals.
+  static constexpr bool kDirect = std::is_default_constructible_v<T>;
+  using Storage = std::conditional_t<kDirect, std::vector<T>,
+                                     std::vector<std::optional<T>>>;
+
+  void Prepare() { values_.resize(length_); }
+  auto Slot(size_t i) {
+    return values_.begin() + static_cast<std::ptrdiff_t>(i);
+  }
+  void Finish() {
+    if constexpr (kDirect) {
+      state_->Set(std::move(values_));
+    } else {
+      std::vector<T> all;
+      all.reserve(length_);
+      for (auto& v : values_) all.push_back(std::move(*v));
+      state_->Set(std::move(all));
+    }
+    values_.clear();
+  }
+
   std::shared_ptr<ResultState<std::vector<T>>> state_;
   size_t length_;
   size_t chunksize_;
   size_t left_;  // only the result-handling thread touches these
   bool failed_ = false;
-  std::vector<std::optional<T>> values_;
+  Storage values_;
 };
 
 // The imap / imap_unordered results, chunk by chunk.

@@ -212,6 +212,10 @@ TEST_P(PoolTest, MapStarmapAndChunksizes) {
   auto s = pool->starmap_async(add, pairs, 2);
   EXPECT_EQ(s.get(kLong), (std::vector<int>{3, 7, 11}));
   EXPECT_THROW(pool->map(square, Range(3), 0), mp::ValueError);
+  // The first chunk finishes last; results still come in input order.
+  EXPECT_EQ(
+      pool->map_async(sleep_ms, std::vector<int>{200, 0, 0, 0}, 1).get(kLong),
+      (std::vector<int>{200, 0, 0, 0}));
 }
 
 TEST(ChunksizeTest, DefaultIsCPythons) {

@@ -82,11 +82,13 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init) {
     return;
   std::shared_ptr<ShmRing> tasks = ShmRing::Attach(dup(args.tasks.fd));
   std::shared_ptr<ShmRing> results = ShmRing::Attach(dup(args.results.fd));
-  const size_t slots_size = sizeof(WorkerSlot) * args.slot_count;
+  const size_t slots_size = sizeof(WorkerSlot) * (args.slot_count + 1);
   void* slots = mmap(nullptr, slots_size, PROT_READ | PROT_WRITE, MAP_SHARED,
                      args.slots.fd, 0);
   if (slots == MAP_FAILED) RaiseOSError("mmap", errno);
   WorkerSlot* slot = static_cast<WorkerSlot*>(slots) + args.slot;
+  Doorbell& results_bell =
+      (static_cast<WorkerSlot*>(slots) + args.slot_count)->bell;
 
   if (init) init();
   slot->ready.store(1, std::memory_order_release);
@@ -96,7 +98,10 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init) {
   std::string out;
   int64_t done = 0;
   for (;;) {
-    if (!tasks->Read(&frame, std::chrono::steady_clock::now() +
+    if (!WaitForFrame(
+            *tasks, slot->bell,
+            std::chrono::steady_clock::now() + std::chrono::seconds(1)) ||
+        !tasks->Read(&frame, std::chrono::steady_clock::now() +
                                  std::chrono::seconds(1))) {
       if (args.parent != 0 && kill(args.parent, 0) != 0 && errno == ESRCH)
         break;
@@ -146,6 +151,7 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init) {
     r.elapsed_ns = MonotonicNanos() - started;
     std::memcpy(out.data(), &r, sizeof r);
     results->Write(std::span<const std::string>(&out, 1));
+    Ring(results_bell);
     slot->seq.store(0, std::memory_order_release);
     if (args.maxtasks > 0 && ++done >= args.maxtasks) break;
   }

@@ -12,11 +12,14 @@
 #define MULTIPROCESSING_POOL_INTERNAL_WORKER_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "queues/internal/shm_ring.h"
 #include "reduction/pickle.h"
 
 namespace multiprocessing::pool::internal {
@@ -52,11 +55,28 @@ struct ResultHeader {
   int64_t elapsed_ns;  // the task's run time, for the pool's scheduling
 };
 
-// One per worker, in shared memory.
+// A sleeping reader of a ring and its waker meet here (futex), so that an idle
+// reader sleeps at once instead of spinning, which on a small machine would
+// take the CPU from the very process it waits for.
+struct Doorbell {
+  std::atomic<uint32_t> word;
+  std::atomic<uint32_t> sleepers;
+};
+
+// Waits until `ring` holds a whole frame; false if `deadline` passed first.
+template <class RingT>
+bool WaitForFrame(
+    const RingT& ring, Doorbell& bell,
+    std::optional<std::chrono::steady_clock::time_point> deadline);
+// Wakes the reader after a frame was published, if it sleeps.
+inline void Ring(Doorbell& bell);
+
+// One per worker, in shared memory; one more after them for the results.
 struct alignas(64) WorkerSlot {
   std::atomic<uint64_t> seq;        // the running task, 0 when idle
   std::atomic<int64_t> started_ns;  // CLOCK_MONOTONIC when it started
   std::atomic<uint32_t> ready;      // set once the initializer returned
+  Doorbell bell;                    // new tasks (new results, for the last)
 };
 
 // A file descriptor passed to a spawned worker.
@@ -87,6 +107,37 @@ void RunWorker(const WorkerArgs& args, const std::function<void()>& init);
 void PoolWorkerMain(WorkerArgs args);
 
 int64_t MonotonicNanos();
+
+template <class RingT>
+bool WaitForFrame(
+    const RingT& ring, Doorbell& bell,
+    std::optional<std::chrono::steady_clock::time_point> deadline) {
+  // A few checks first: a busy peer often publishes within a microsecond.
+  for (int i = 0; i < 64; ++i) {
+    if (!ring.Empty()) return true;
+  }
+  for (;;) {
+    uint32_t seen = bell.word.load();
+    bell.sleepers.fetch_add(1);
+    bool ok = true;
+    if (ring.Empty()) {
+      ok = queues::internal::FutexWait(
+          reinterpret_cast<const uint32_t*>(&bell.word), seen, deadline);
+    }
+    bell.sleepers.fetch_sub(1);
+    if (!ring.Empty()) return true;
+    if (!ok) return false;
+  }
+}
+
+inline void Ring(Doorbell& bell) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (bell.sleepers.load(std::memory_order_relaxed) != 0) {
+    bell.word.fetch_add(1);
+    queues::internal::FutexWakeAll(
+        reinterpret_cast<const uint32_t*>(&bell.word));
+  }
+}
 
 }  // namespace multiprocessing::pool::internal
 
