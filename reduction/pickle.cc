@@ -714,7 +714,8 @@ void Reader::note_memo_slow(size_t start) {
     size_t index = c == op::kMemoize  ? memo_.size()
                    : c == op::kBinPut ? *need(1)
                                       : internal::LoadLE32(need(4));
-    if (replaying_) continue;
+    // Nothing can refer to an entry made just before STOP.
+    if (replaying_ || (pos_ != end_ && *pos_ == op::kStop)) continue;
     if (index != memo_.size()) {
       throw UnpicklingError(
           "memo indices out of order");  // CPython never does this; the Object
