@@ -2,8 +2,6 @@
 
 #include <cxxabi.h>
 
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -26,45 +24,8 @@ std::string Hex(const void* p) {
   return buf;
 }
 
-// Python's repr of a float: the shortest string that reads back the same,
-// in exponent form when the exponent is < -4 or >= 16.
-std::string FloatRepr(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[64];
-  auto res =
-      std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
-  std::string sci(buf, res.ptr);
-  // sci = [-]d[.ddd]e[+-]XX
-  size_t e = sci.find('e');
-  int exponent = std::atoi(sci.c_str() + e + 1);
-  std::string mantissa = sci.substr(0, e);
-  bool negative = mantissa[0] == '-';
-  if (negative) mantissa.erase(0, 1);
-  std::string digits;
-  for (char c : mantissa) {
-    if (c != '.') digits += c;
-  }
-  std::string out;
-  if (exponent < -4 || exponent >= 16) {
-    out = digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
-    char exp[16];
-    std::snprintf(exp, sizeof exp, "e%c%02d", exponent < 0 ? '-' : '+',
-                  std::abs(exponent));
-    out += exp;
-  } else if (exponent < 0) {
-    out = "0." + std::string(static_cast<size_t>(-exponent - 1), '0') + digits;
-  } else {
-    size_t int_len = static_cast<size_t>(exponent) + 1;
-    if (digits.size() <= int_len) {
-      out = digits + std::string(int_len - digits.size(), '0') + ".0";
-    } else {
-      out = digits.substr(0, int_len) + "." + digits.substr(int_len);
-    }
-  }
-  return negative ? "-" + out : out;
-}
+// Python's repr of a float, from the pickle library's repr().
+std::string FloatRepr(double v) { return reduction::repr(v); }
 
 std::string BytesRepr(const std::string& bytes) {
   bool has_single = bytes.find('\'') != std::string::npos;

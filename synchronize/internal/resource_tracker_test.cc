@@ -22,7 +22,11 @@ namespace {
 
 std::string g_victim;  // path of tracker_victim
 
-std::string SemFile(const std::string& name) { return "sem." + name.substr(1); }
+// The /dev/shm entry of a semaphore ("/mp-x") or a block ("shm:psm_x").
+std::string SemFile(const std::string& name) {
+  if (name.rfind("shm:", 0) == 0) return name.substr(4);
+  return "sem." + name.substr(1);
+}
 
 TEST(ResourceTrackerTest, RejectsBadNames) {
   EXPECT_THROW(resource_tracker::register_resource("/a:b", "semaphore"),
@@ -60,7 +64,7 @@ TEST(ResourceTrackerTest, SigkillOfTheProgramUnlinksEverything) {
   std::vector<std::string> names;
   for (std::string name; words >> name;) names.push_back(name);
   ASSERT_GT(tracker, 0);
-  ASSERT_EQ(names.size(), 4u);
+  ASSERT_EQ(names.size(), 5u);
   for (const auto& name : names) {
     EXPECT_TRUE(testing::ShmExists(SemFile(name))) << name;
   }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "shared_memory/shared_memory.h"
 #include "synchronize/internal/resource_tracker.h"
 #include "synchronize/internal/semlock.h"
 #include "synchronize/synchronize.h"
@@ -16,6 +17,8 @@ int main() {
   multiprocessing::Semaphore semaphore(2);
   multiprocessing::Condition condition;
   multiprocessing::Event event;
+  multiprocessing::shared_memory::SharedMemory shm(
+      {.create = true, .size = 4096});
   lock.acquire();  // dies holding it
   std::string line = std::to_string(
       multiprocessing::internal::resource_tracker::tracker_pid());
@@ -26,6 +29,7 @@ int main() {
         &multiprocessing::internal::SyncAccess::ConditionLock(condition)}) {
     line += " " + (*sem)->name();
   }
+  line += " shm:" + shm.name();
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
   char c;
