@@ -9,7 +9,7 @@
 #include <mutex>
 #include <ostream>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -188,7 +188,8 @@ connection::Connection Open(const connection::Address& address,
 }
 
 Response TransactAt(const connection::Address& address,
-                    const std::string& authkey, const std::string& request) {
+                    const std::string& authkey, const std::string& request,
+                    const std::string* known_key = nullptr) {
   if (tls_gone) {
     // This thread is exiting (thread-local storage already destroyed): use
     // a connection for this request alone.
@@ -200,7 +201,9 @@ Response TransactAt(const connection::Address& address,
     tls.by_key.clear();  // inherited from the parent: not ours to use
     tls.pid = getpid();
   }
-  const std::string key = KeyOf(address, authkey);
+  std::string computed;
+  if (known_key == nullptr) computed = KeyOf(address, authkey);
+  const std::string& key = known_key ? *known_key : computed;
   auto it = tls.by_key.find(key);
   if (it == tls.by_key.end()) {
     it = tls.by_key.emplace(key, Open(address, authkey)).first;
@@ -220,24 +223,60 @@ Response TransactAt(const connection::Address& address,
   return Decode(reply);
 }
 
-// Live proxy states, so that a forked child can take its own references.
+// Live proxy states, so that a forked child can take its own references and
+// every process releases its references when it exits.
 std::mutex& LiveMutex() {
   static auto* mu = new std::mutex;
   return *mu;
 }
-std::unordered_set<ProxyState*>& Live() {
-  static auto* live = new std::unordered_set<ProxyState*>;
+std::unordered_map<ProxyState*, std::weak_ptr<ProxyState>>& Live() {
+  static auto* live =
+      new std::unordered_map<ProxyState*, std::weak_ptr<ProxyState>>;
   return *live;
 }
 
-void AfterFork() {
-  std::vector<ProxyState*> states;
-  {
-    std::lock_guard<std::mutex> lock(LiveMutex());
-    states.assign(Live().begin(), Live().end());
+std::vector<std::shared_ptr<ProxyState>> LiveStates() {
+  std::vector<std::shared_ptr<ProxyState>> states;
+  std::lock_guard<std::mutex> lock(LiveMutex());
+  for (auto& [raw, weak] : Live()) {
+    if (auto s = weak.lock()) states.push_back(std::move(s));
   }
+  return states;
+}
+
+void Decref(ProxyState& s) {
+  if (s.owner_pid.load() != getpid()) return;
+  s.owner_pid.store(0);
+  if (s.link && s.link->shut_down.load()) return;
+  try {
+    PublicCall(s.token.address, s.authkey, "decref",
+               Object::tuple({Object(s.token.id)}));
+  } catch (const std::exception& e) {
+    logging::debug("decref failed for ", s.token.repr(), ": ", e.what());
+  }
+}
+
+// At exit, as Python's proxies' finalizers do: the references this process
+// still holds are released (before the manager itself shuts down).
+void ReleaseAllAtExit() {
+  for (const std::shared_ptr<ProxyState>& s : LiveStates()) Decref(*s);
+}
+
+std::atomic<pid_t> g_exit_hook_pid{0};
+void EnsureExitHook() {
+  const pid_t me = getpid();
+  if (g_exit_hook_pid.exchange(me) == me) return;
+  // Kept for the life of the process (a Finalize copy shares the
+  // registration).
+  static Finalize* hook = nullptr;
+  delete hook;
+  hook = new Finalize(&ReleaseAllAtExit, /*exitpriority=*/10);
+}
+
+void AfterFork() {
   const bool server = InManagerServerChild();
-  for (ProxyState* s : states) {
+  std::vector<std::shared_ptr<ProxyState>> states = LiveStates();
+  for (const std::shared_ptr<ProxyState>& s : states) {
     if (s->owner_pid.load() == 0) continue;
     s->owner_pid.store(0);
     if (server || (s->link && s->link->shut_down.load())) continue;
@@ -249,13 +288,17 @@ void AfterFork() {
                      s->token.repr(), ": ", e.what());
     }
   }
+  if (!server && !states.empty()) EnsureExitHook();
 }
 
-void Track(ProxyState* s) {
+void Track(const std::shared_ptr<ProxyState>& s) {
   static const int token = register_after_fork(&AfterFork);
   (void)token;
-  std::lock_guard<std::mutex> lock(LiveMutex());
-  Live().insert(s);
+  {
+    std::lock_guard<std::mutex> lock(LiveMutex());
+    Live().emplace(s.get(), s);
+  }
+  EnsureExitHook();
 }
 
 std::atomic<bool> g_server_child{false};
@@ -272,7 +315,8 @@ Response PublicCall(const connection::Address& address,
 }
 
 Response Transact(const ProxyState& state, const std::string& request) {
-  return TransactAt(state.token.address, state.authkey, request);
+  return TransactAt(state.token.address, state.authkey, request,
+                    &state.connection_key);
 }
 
 void Incref(const ProxyState& s) {
@@ -290,8 +334,9 @@ std::shared_ptr<ProxyState> NewState(
   s->exposed = std::move(exposed);
   s->link = std::move(link);
   s->proxy_name = proxy_name;
+  s->connection_key = KeyOf(s->token.address, s->authkey);
   s->owner_pid.store(owned ? getpid() : 0);
-  Track(s.get());
+  Track(s);
   return s;
 }
 
@@ -300,14 +345,7 @@ ProxyState::~ProxyState() {
     std::lock_guard<std::mutex> lock(LiveMutex());
     Live().erase(this);
   }
-  if (owner_pid.load() != getpid()) return;
-  if (link && link->shut_down.load()) return;
-  try {
-    PublicCall(token.address, authkey, "decref",
-               Object::tuple({Object(token.id)}));
-  } catch (const std::exception& e) {
-    logging::debug("... decref failed for ", token.repr(), ": ", e.what());
-  }
+  Decref(*this);
 }
 
 std::string EncodeRequestObject(std::string_view id, std::string_view method,

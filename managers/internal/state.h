@@ -36,6 +36,8 @@ struct ProxyState {
   std::string authkey;
   std::optional<std::vector<std::string>> exposed;
   const char* proxy_name = "BaseProxy";
+  // Names this thread's connection to the server (address and key).
+  std::string connection_key;
   std::shared_ptr<ManagerLink> link;  // null for proxies received by pickle
   // The process holding a server reference for this proxy; 0: none.
   std::atomic<pid_t> owner_pid{0};

@@ -1,0 +1,471 @@
+// Managers across real processes: every proxy type, the three start methods,
+// reference counting, nested objects, errors, remote servers, shutdown and
+// the death of the owner or of the server.
+#include "managers/managers.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "connection/connection.h"
+#include "errors/errors.h"
+#include "gtest/gtest.h"
+#include "process/context.h"
+#include "process/process.h"
+#include "queues/queues.h"
+#include "reduction/registry.h"
+
+namespace mp = multiprocessing;
+namespace managers = mp::managers;
+using managers::slice;
+using mp::reduction::Object;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Every blocking call of a test is bounded by this.
+constexpr auto kDeadline = 20s;
+
+std::vector<int> Range(int n) {
+  std::vector<int> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+void JoinOrFail(mp::Process& p) {
+  p.join(kDeadline);
+  ASSERT_FALSE(p.is_alive()) << "the child did not finish in time";
+  if (p.is_alive()) p.kill();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+// Waits (bounded) until process `pid` is gone.
+bool WaitPidGone(int pid, std::chrono::seconds deadline) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH;
+  pollfd p{fd, POLLIN, 0};
+  int r = ::poll(&p, 1, static_cast<int>(deadline.count() * 1000));
+  ::close(fd);
+  return r == 1;
+}
+
+}  // namespace
+
+// Functions run in children under every start method.
+void ChildModifies(managers::DictProxy d, managers::ListProxy l,
+                   managers::NamespaceProxy ns, managers::ValueProxy v,
+                   managers::ArrayProxy a) {
+  d[1] = "1";
+  d["2"] = 2;
+  l.reverse();
+  l.append(100);
+  ns["x"] = 42;
+  v.set(3.5);
+  a[0] = -1;
+}
+MP_REGISTER_FUNCTION(ChildModifies);
+
+void ChildSyncs(managers::QueueProxy q, managers::EventProxy e,
+                managers::AcquirerProxy lock, managers::AcquirerProxy sem,
+                managers::BarrierProxy barrier, managers::ConditionProxy cond,
+                managers::ListProxy log) {
+  e.wait(kDeadline);
+  {
+    std::lock_guard<managers::AcquirerProxy> guard(lock);
+    log.append("child has the lock");
+  }
+  sem.release();
+  barrier.wait(kDeadline);
+  {
+    std::lock_guard<managers::ConditionProxy> guard(cond);
+    log.append("notify");
+    cond.notify_all();
+  }
+  q.put(std::string("from child"));
+}
+MP_REGISTER_FUNCTION(ChildSyncs);
+
+void ChildHoldsProxy(managers::ListProxy l, mp::Connection done) {
+  l.append(1);
+  done.send(l.len());
+  done.recv();  // until the parent has counted
+}
+MP_REGISTER_FUNCTION(ChildHoldsProxy);
+
+class StartMethods : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(StartMethods, ProxiesReachChildrenAndChangesComeBack) {
+  auto manager = mp::Manager();
+  auto d = manager.dict();
+  auto l = manager.list(Range(5));
+  auto ns = manager.Namespace();
+  auto v = manager.Value("d", 1.0);
+  auto a = manager.Array("i", Range(3));
+  mp::Process p =
+      mp::get_context(GetParam()).Process(ChildModifies, d, l, ns, v, a);
+  p.start();
+  JoinOrFail(p);
+  EXPECT_EQ(d.str(), "{1: '1', '2': 2}");
+  EXPECT_EQ(l.str(), "[4, 3, 2, 1, 0, 100]");
+  EXPECT_EQ(ns.str(), "Namespace(x=42)");
+  EXPECT_EQ(v.get<double>(), 3.5);
+  EXPECT_EQ(a.str(), "array('i', [-1, 1, 2])");
+}
+
+TEST_P(StartMethods, SynchronisationPrimitivesAcrossProcesses) {
+  auto manager = mp::Manager();
+  auto q = manager.Queue();
+  auto e = manager.Event();
+  auto lock = manager.Lock();
+  auto sem = manager.Semaphore(0);
+  auto barrier = manager.Barrier(2);
+  auto cond = manager.Condition();
+  auto log = manager.list();
+  mp::Process p = mp::get_context(GetParam())
+                      .Process(ChildSyncs, q, e, lock, sem, barrier, cond, log);
+  p.start();
+  lock.acquire();
+  e.set();
+  // The child blocks on the lock until it is released.
+  EXPECT_FALSE(sem.acquire(true, 100ms));
+  lock.release();
+  EXPECT_TRUE(sem.acquire(true, kDeadline));
+  {
+    std::lock_guard<managers::ConditionProxy> guard(cond);
+    EXPECT_EQ(barrier.wait(kDeadline) >= 0, true);
+    EXPECT_TRUE(cond.wait_for([&] { return log.len() == 2; }, kDeadline));
+  }
+  EXPECT_EQ(q.get<std::string>(true, kDeadline), "from child");
+  JoinOrFail(p);
+  EXPECT_EQ(log.str(), "['child has the lock', 'notify']");
+}
+
+TEST_P(StartMethods, ChildTakesItsOwnReference) {
+  auto manager = mp::Manager();
+  const int64_t before = manager.number_of_objects();
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process p;
+  {
+    // As in Python, the parent keeps its proxy alive until the child has
+    // its own (Process drops its arguments after start()).
+    auto l = manager.list();
+    p = mp::get_context(GetParam()).Process(ChildHoldsProxy, l, theirs);
+    p.start();
+    ASSERT_TRUE(mine.poll(kDeadline));
+    EXPECT_EQ(mine.recv<int64_t>(), 1);
+  }
+  // The parent's proxy is gone; the child's reference keeps the list alive.
+  EXPECT_EQ(manager.number_of_objects(), before + 1);
+  mine.send(0);
+  JoinOrFail(p);
+  p = mp::Process();
+  EXPECT_EQ(manager.number_of_objects(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Managers, StartMethods,
+                         ::testing::Values("fork", "spawn", "forkserver"));
+
+TEST(ListProxy, BehavesLikeAList) {
+  auto manager = mp::Manager();
+  std::vector<int> squares;
+  for (int i = 0; i < 10; ++i) squares.push_back(i * i);
+  auto l = manager.list(squares);
+  EXPECT_EQ(l.str(), "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]");
+  EXPECT_TRUE(l.repr().starts_with("<ListProxy object, typeid 'list' at 0x"));
+  EXPECT_EQ(Object(l[4]), Object(16));
+  EXPECT_EQ(Object(l[-1]), Object(81));
+  EXPECT_EQ(repr(l[slice(2, 5)]), "[4, 9, 16]");
+  EXPECT_EQ(repr(l[slice(std::nullopt, std::nullopt, -3)]), "[81, 36, 9, 0]");
+  l[0] = "zero";
+  l.set_slice(slice(1, 3), std::vector<std::string>{"a", "b", "c"});
+  EXPECT_EQ(l.len(), 11);
+  l.del(slice(1, 4));
+  l.append(nullptr);
+  l.extend(std::vector<double>{0.5});
+  l += std::vector<int>{7};
+  EXPECT_EQ(l.str(), "['zero', 9, 16, 25, 36, 49, 64, 81, None, 0.5, 7]");
+  EXPECT_EQ(l.index(16), 2);
+  EXPECT_EQ(l.count(7), 1);
+  EXPECT_TRUE(l.contains(0.5));
+  EXPECT_EQ(l.pop(), Object(7));
+  l.insert(0, "first");
+  l.remove("zero");
+  std::vector<Object> seen;
+  for (const Object& x : l) seen.push_back(x);
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_EQ(seen.front(), Object("first"));
+  auto nums = manager.list(std::vector<int>{3, 1, 2});
+  nums.sort();
+  EXPECT_EQ(nums.str(), "[1, 2, 3]");
+  nums.sort(/*reverse=*/true);
+  EXPECT_EQ(nums.str(), "[3, 2, 1]");
+  EXPECT_EQ(nums._getvalue(), Object::list({3, 2, 1}));
+  EXPECT_FALSE(nums == Object::list({3, 2, 1}));
+  EXPECT_THROW(l[20].get(), mp::IndexError);
+  EXPECT_THROW(l.remove("absent"), mp::ValueError);
+  EXPECT_THROW(l.sort(), mp::TypeError);  // str and int do not compare
+}
+
+TEST(DictProxy, BehavesLikeADict) {
+  auto manager = mp::Manager();
+  auto d = manager.dict(Object::dict({{"a", 1}}));
+  d["b"] = 2;
+  d[3] = std::vector<int>{1, 2};
+  EXPECT_EQ(d.str(), "{'a': 1, 'b': 2, 3: [1, 2]}");
+  EXPECT_EQ(Object(d["b"]), Object(2));
+  EXPECT_EQ(d.get("zz", Object(0)), Object(0));
+  EXPECT_EQ(repr(d.keys()), "['a', 'b', 3]");
+  EXPECT_EQ(repr(d.items()), "[('a', 1), ('b', 2), (3, [1, 2])]");
+  EXPECT_EQ(d.len(), 3);
+  EXPECT_TRUE(d.contains("a"));
+  EXPECT_EQ(d.pop("a"), Object(1));
+  d.update(Object::dict({{"c", 3}}));
+  EXPECT_EQ(d.setdefault("c", 9), Object(3));
+  EXPECT_THROW(d["missing"].get(), mp::KeyError);
+  EXPECT_THROW(d[Object::list()] = 1, mp::TypeError);  // unhashable
+  d.clear();
+  EXPECT_EQ(d.str(), "{}");
+}
+
+TEST(NamespaceProxy, UnderscoreNamesStayOnTheProxy) {
+  auto manager = mp::Manager();
+  auto ns = manager.Namespace();
+  ns["x"] = 10;
+  ns["y"] = "hello";
+  ns["_z"] = 12.3;
+  EXPECT_EQ(ns.str(), "Namespace(x=10, y='hello')");
+  EXPECT_EQ(ns["_z"].as<double>(), 12.3);
+  EXPECT_EQ(ns["x"].as<int>(), 10);
+  EXPECT_THROW(ns.getattr("nothing"), mp::AttributeError);
+}
+
+TEST(Proxies, NestedObjectsAndErrors) {
+  auto manager = mp::Manager();
+  auto a = manager.list();
+  auto b = manager.list();
+  a.append(b);
+  EXPECT_EQ(a.str() + " " + b.str(), "[[]] []");
+  b.append("hello");
+  EXPECT_EQ(a.str() + " " + b.str(), "[['hello']] ['hello']");
+  EXPECT_EQ(Object(a[0]), Object::list({"hello"}));  // a copy
+  auto d = manager.dict();
+  d["inner"] = b;
+  b.append(1);
+  EXPECT_EQ(d.str(), "{'inner': ['hello', 1]}");
+  // The nested list outlives its last proxy while a holds it.
+  const int64_t count = manager.number_of_objects();
+  b = managers::ListProxy();
+  EXPECT_EQ(manager.number_of_objects(), count - 1);
+  EXPECT_EQ(a.str(), "[['hello', 1]]");
+
+  EXPECT_THROW(a._callmethod("__getitem__", 20), mp::IndexError);
+  try {
+    a._callmethod("no_such_method");
+    FAIL() << "a method that is not exposed was called";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not in exposed"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(managers::ListProxy().len(), mp::ValueError);
+}
+
+TEST(Refcounting, ObjectsAreFreedWithTheirLastProxy) {
+  auto manager = mp::Manager();
+  const int64_t base = manager.number_of_objects();
+  {
+    auto l = manager.list();
+    auto copy = l;
+    EXPECT_EQ(manager.number_of_objects(), base + 1);
+    {
+      auto q = manager.Queue();
+      EXPECT_EQ(manager.number_of_objects(), base + 2);
+    }
+    EXPECT_EQ(manager.number_of_objects(), base + 1);
+  }
+  EXPECT_EQ(manager.number_of_objects(), base);
+}
+
+TEST(Queue, TimeoutsAndFullEmpty) {
+  auto manager = mp::Manager();
+  auto q = manager.Queue(1);
+  q.put(1);
+  EXPECT_THROW(q.put(2, true, 50ms), mp::queues::Full);
+  EXPECT_THROW(q.put_nowait(2), mp::queues::Full);
+  EXPECT_EQ(q.get<int>(), 1);
+  EXPECT_THROW(q.get(true, 50ms), mp::queues::Empty);
+  EXPECT_TRUE(q.empty());
+  auto jq = manager.JoinableQueue();
+  jq.put("x");
+  EXPECT_EQ(jq.get<std::string>(), "x");
+  jq.task_done();
+  jq.join();
+  EXPECT_THROW(jq.task_done(), mp::ValueError);
+}
+
+TEST(Locks, RLockSemaphoreAndBarrier) {
+  auto manager = mp::Manager();
+  auto r = manager.RLock();
+  EXPECT_TRUE(r.acquire());
+  EXPECT_TRUE(r.acquire());
+  r.release();
+  r.release();
+  EXPECT_THROW(r.release(), mp::RuntimeError);
+  auto b = manager.BoundedSemaphore(1);
+  EXPECT_TRUE(b.acquire(false));
+  EXPECT_FALSE(b.acquire(false));
+  b.release();
+  EXPECT_THROW(b.release(), mp::ValueError);
+  auto l = manager.Lock();
+  EXPECT_THROW(l.release(), mp::RuntimeError);
+  auto barrier = manager.Barrier(2);
+  EXPECT_EQ(barrier.parties(), 2);
+  EXPECT_THROW(barrier.wait(50ms), mp::BrokenBarrierError);
+  EXPECT_TRUE(barrier.broken());
+  barrier.reset();
+  EXPECT_FALSE(barrier.broken());
+  auto cond = manager.Condition(manager.Lock());
+  EXPECT_THROW(cond.wait(10ms), mp::RuntimeError);  // not acquired
+  EXPECT_TRUE(cond.acquire());
+  EXPECT_FALSE(cond.wait(10ms));
+  cond.release();
+}
+
+// --- user types ---------------------------------------------------------
+
+struct Counter {
+  int value = 0;
+  int increment(int by) { return value += by; }
+  int get() const { return value; }
+  void _reset() { value = 0; }
+  int fail() { throw mp::ValueError("counter failed on purpose"); }
+};
+MP_EXPOSE(Counter, increment, get, _reset, fail);
+
+int ServerPid() { return static_cast<int>(::getpid()); }
+struct Pid {
+  int pid() { return ServerPid(); }
+};
+MP_EXPOSE(Pid, pid);
+
+class CounterManager : public managers::BaseManager {
+ public:
+  using BaseManager::BaseManager;
+  CounterManager() {
+    register_("Counter", managers::Factory<Counter>());
+    register_("PrivateCounter", managers::Factory<Counter>(),
+              {.exposed = std::vector<std::string>{"get", "_reset"}});
+    register_("Pid", managers::Factory<Pid>());
+  }
+};
+
+TEST(BaseManager, RegisteredTypesAndExposure) {
+  CounterManager manager;
+  manager.start();
+  auto c = manager.create("Counter");
+  EXPECT_EQ(c._callmethod<int>("increment", 5), 5);
+  EXPECT_EQ(c._callmethod<int>("get"), 5);
+  auto exposed = c._exposed_();
+  std::sort(exposed.begin(), exposed.end());
+  EXPECT_EQ(exposed, (std::vector<std::string>{"fail", "get", "increment"}));
+  EXPECT_THROW(c._callmethod("_reset"), mp::RemoteError);
+  EXPECT_THROW(c._callmethod("fail"), mp::ValueError);
+  EXPECT_THROW(c._callmethod("increment", "not an int"), mp::TypeError);
+  auto p = manager.create("PrivateCounter");
+  p._callmethod<void>("_reset");
+  EXPECT_THROW(p._callmethod("increment", 1), mp::RemoteError);
+  EXPECT_TRUE(c.repr().starts_with(
+      "<AutoProxy[Counter] object, typeid 'Counter' at 0x"));
+  EXPECT_THROW(manager.create("Unknown"), mp::RemoteError);
+  EXPECT_THROW(manager.start(), mp::ProcessError);
+  manager.shutdown();
+  manager.shutdown();  // repeatable
+  EXPECT_THROW(manager.create("Counter"), mp::ProcessError);
+}
+
+TEST(BaseManager, ServerDeathIsAClearErrorNotAHang) {
+  CounterManager manager;
+  manager.start();
+  auto pid = manager.create("Pid");
+  int server_pid = pid._callmethod<int>("pid");
+  ASSERT_NE(server_pid, ::getpid());
+  auto c = manager.create("Counter");
+  ::kill(server_pid, SIGKILL);
+  ASSERT_TRUE(WaitPidGone(server_pid, kDeadline));
+  EXPECT_THROW(c._callmethod("get"), mp::Exception);
+  manager.shutdown();
+}
+
+void OwnerStartsManager(mp::Connection report) {
+  CounterManager manager;
+  manager.start();
+  report.send(manager.create("Pid")._callmethod<int>("pid"));
+  report.recv();  // killed while waiting here
+}
+MP_REGISTER_FUNCTION(OwnerStartsManager);
+
+TEST(BaseManager, ServerEndsWhenItsOwnerDies) {
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process owner(OwnerStartsManager, theirs);
+  owner.start();
+  ASSERT_TRUE(mine.poll(kDeadline));
+  int server_pid = mine.recv<int>();
+  owner.kill();
+  owner.join(kDeadline);
+  EXPECT_TRUE(WaitPidGone(server_pid, kDeadline));
+}
+
+void RemoteServe(managers::Server* server) { server->serve_forever(); }
+
+void RemoteClientPuts(int port, std::string authkey) {
+  managers::BaseManager m(mp::connection::Address("127.0.0.1", port), authkey);
+  m.register_("get_queue");
+  m.connect();
+  m.create<managers::QueueProxy>("get_queue").put(std::string("hello"));
+}
+MP_REGISTER_FUNCTION(RemoteClientPuts);
+
+TEST(RemoteManager, ServerAndTwoClientProcesses) {
+  auto queue = managers::MakeQueue();
+  managers::BaseManager m(mp::connection::Address("127.0.0.1", 0),
+                          "abracadabra");
+  m.register_("get_queue", managers::Shared(queue));
+  managers::Server server = m.get_server();
+  const int port = server.address().port();
+  ASSERT_NE(port, 0);
+  mp::Process serving(RemoteServe, &server);
+  serving.start();
+  mp::Process client = mp::get_context("spawn").Process(
+      RemoteClientPuts, port, std::string("abracadabra"));
+  client.start();
+  JoinOrFail(client);
+
+  managers::BaseManager getter(mp::connection::Address("127.0.0.1", port),
+                               "abracadabra");
+  getter.register_("get_queue");
+  getter.connect();
+  auto q = getter.create<managers::QueueProxy>("get_queue");
+  EXPECT_EQ(q.get<std::string>(true, kDeadline), "hello");
+
+  managers::BaseManager wrong(mp::connection::Address("127.0.0.1", port),
+                              "wrong key");
+  EXPECT_THROW(wrong.connect(), mp::AuthenticationError);
+
+  serving.terminate();
+  serving.join(kDeadline);
+  EXPECT_FALSE(serving.is_alive());
+  // The server is gone: a call fails at once.
+  EXPECT_THROW(q.qsize(), mp::Exception);
+}
+
+int main(int argc, char** argv) {
+  mp::freeze_support(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
