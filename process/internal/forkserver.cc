@@ -22,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
@@ -414,7 +415,21 @@ void RunForkserver(int listener, int alive) {
       if (errno == EINTR) continue;
       ::_exit(1);
     }
-    if (fds[1].revents != 0) break;  // every client is gone
+    if (fds[1].revents != 0) {
+      // Every client is gone, perhaps killed before it could clean up:
+      // remove the socket, and its directory if nothing else is left there.
+      sockaddr_un addr{};
+      socklen_t len = sizeof addr;
+      if (::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) ==
+              0 &&
+          addr.sun_path[0] == '/') {
+        std::string path(addr.sun_path,
+                         ::strnlen(addr.sun_path, sizeof addr.sun_path));
+        ::unlink(path.c_str());
+        ::rmdir(path.substr(0, path.rfind('/')).c_str());
+      }
+      break;
+    }
     if (fds[2].revents != 0) {
       char buf[256];
       while (::read(sig[0], buf, sizeof buf) > 0) {
