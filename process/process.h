@@ -22,8 +22,19 @@
 // Under spawn and forkserver the target must be a function registered with
 // MP_REGISTER_FUNCTION (reduction/registry.h) and the arguments, converted to
 // its parameter types, must be picklable; otherwise start() throws
-// PicklingError in the parent. A subclass overriding run() needs the fork
-// start method (its state cannot be rebuilt in a fresh program).
+// PicklingError in the parent. Arguments carrying file descriptors (a
+// Connection) bring them along: inherited under fork and spawn, passed over
+// the fork server's socket under forkserver. A subclass overriding run()
+// needs the fork start method (its state cannot be rebuilt in a fresh
+// program; start() throws ValueError under the others).
+//
+// A child never returns into its parent's code: it runs the target, its own
+// finalizers (util.h), flushes stdio and iostreams and _exits, skipping the
+// parent's atexit handlers and static destructors. A target that throws
+// prints "Process <name>:" and "<PythonName>: <message>" to stderr and exits
+// with 1; multiprocessing::exit(n) ends it with n (Python's sys.exit).
+// When the main process exits, it terminates its daemonic children, joins
+// the others and runs the finalizers (temp dirs, the fork server).
 //
 // Misuse throws (Python raises AssertionError or ValueError in the same
 // places): starting twice, joining before start or joining oneself, starting
