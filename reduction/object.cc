@@ -810,14 +810,14 @@ int64_t Object::hash() const {
     case Type::kStr:
     case Type::kBytes: {
       const StrNode& n = ObjectAccess::str(*this);
-      if (!n.hash)
-        n.hash = FixHash(
-            static_cast<int64_t>(absl::Hash<std::string_view>{}(n.data)));
-      return *n.hash;
+      if (!n.hash.has())
+        n.hash.set(FixHash(
+            static_cast<int64_t>(absl::Hash<std::string_view>{}(n.data))));
+      return n.hash.get();
     }
     case Type::kTuple: {
       const SeqNode& n = ObjectAccess::seq(*this);
-      if (!n.hash) {
+      if (!n.hash.has()) {
         // CPython's tuplehash (xxHash-based).
         constexpr uint64_t kPrime1 = 11400714785074694791ULL;
         constexpr uint64_t kPrime2 = 14029467366897019727ULL;
@@ -830,14 +830,15 @@ int64_t Object::hash() const {
           acc *= kPrime1;
         }
         acc += n.items.size() ^ (kPrime5 ^ 3527539UL);
-        n.hash = acc == static_cast<uint64_t>(-1) ? 1546275796
-                                                  : static_cast<int64_t>(acc);
+        n.hash.set(acc == static_cast<uint64_t>(-1)
+                       ? 1546275796
+                       : static_cast<int64_t>(acc));
       }
-      return *n.hash;
+      return n.hash.get();
     }
     case Type::kFrozenSet: {
       const TableNode& n = ObjectAccess::table(*this);
-      if (!n.hash) {
+      if (!n.hash.has()) {
         // CPython's frozenset_hash: order-independent.
         uint64_t h = 0;
         for (const Object& item : n.keys) {
@@ -847,10 +848,10 @@ int64_t Object::hash() const {
         h ^= (n.keys.size() + 1) * 1927868237ULL;
         h ^= (h >> 11) ^ (h >> 25);
         h = h * 69069U + 907133923ULL;
-        n.hash = h == static_cast<uint64_t>(-1) ? 590923713
-                                                : static_cast<int64_t>(h);
+        n.hash.set(h == static_cast<uint64_t>(-1) ? 590923713
+                                                  : static_cast<int64_t>(h));
       }
-      return *n.hash;
+      return n.hash.get();
     }
     default:
       throw TypeError(absl::StrCat("unhashable type: '", type_name(), "'"));

@@ -18,6 +18,11 @@
 // Sets and frozensets print in insertion order; CPython prints them in
 // hash-table order, which for sets of small non-negative ints is usually the
 // same and for strings differs between runs.
+//
+// Threads: like std::string, one Object must not be modified while another
+// thread uses it; different Objects (copies included, even of shared contents)
+// may be used from different threads freely.
+
 #ifndef MULTIPROCESSING_REDUCTION_OBJECT_H_
 #define MULTIPROCESSING_REDUCTION_OBJECT_H_
 

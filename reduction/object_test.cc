@@ -1,8 +1,11 @@
 #include "reduction/object.h"
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -224,6 +227,31 @@ TEST(ObjectTest, Accessors) {
   EXPECT_FALSE(Object().truth());
   EXPECT_STREQ(Object::frozenset().type_name(), "frozenset");
   EXPECT_STREQ(Object().type_name(), "NoneType");
+}
+
+TEST(ObjectTest, SharedContentsMayBeReadFromManyThreads) {
+  // Copies share their contents; hashing (which caches) and reading them
+  // concurrently is safe.
+  Object shared = Object::tuple(
+      {"a string", Object::frozenset({1, 2}), Object::tuple({3.5, "x"})});
+  Object dict = Object::dict({{shared, 1}});
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Object mine = shared;
+      Object other = dict;
+      for (int i = 0; i < 200; ++i) {
+        if (mine.hash() != shared.hash() || other[mine] != Object(1))
+          ++mismatches;
+        if (repr(mine).empty()) ++mismatches;
+        other.set_item(t, i);  // copy-on-write: the shared dict is not touched
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(dict.size(), 1u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #ifndef MULTIPROCESSING_REDUCTION_INTERNAL_OBJECT_NODES_H_
 #define MULTIPROCESSING_REDUCTION_INTERNAL_OBJECT_NODES_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,11 +18,27 @@
 
 namespace multiprocessing::reduction::internal {
 
+// A cached hash() of an immutable value. Atomic because copies of an Object
+// share their contents and may be hashed from several threads; -1 (never a
+// Python hash) means not computed yet. Copies start empty.
+struct HashCache {
+  mutable std::atomic<int64_t> value{-1};
+  HashCache() = default;
+  HashCache(const HashCache&) {}
+  HashCache& operator=(const HashCache&) {
+    reset();
+    return *this;
+  }
+  bool has() const { return value.load(std::memory_order_relaxed) != -1; }
+  int64_t get() const { return value.load(std::memory_order_relaxed); }
+  void set(int64_t h) const { value.store(h, std::memory_order_relaxed); }
+  void reset() { value.store(-1, std::memory_order_relaxed); }
+};
+
 // str, bytes, bytearray.
 struct StrNode {
   std::string data;
-  mutable std::optional<int64_t>
-      hash;  // str and bytes are immutable once shared
+  HashCache hash;  // str and bytes are immutable once shared
 };
 
 // What every container node has: how deep the structure below it is (the
@@ -31,7 +48,7 @@ struct StrNode {
 struct ContainerBase {
   uint32_t depth = 1;
   bool shared_by_memo = false;
-  mutable std::optional<int64_t> hash;  // tuple and frozenset only
+  HashCache hash;  // tuple and frozenset only
 };
 
 // list, tuple.
