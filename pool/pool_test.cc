@@ -74,9 +74,10 @@ int die_on_three(int x, int how) {
   return x;
 }
 
-int g_initialized = 0;
-void init_worker(int value) { g_initialized = value; }
-int read_initialized() { return g_initialized; }
+// Atomic: ThreadPool workers all run the initializer on this one global.
+std::atomic<int> g_initialized{0};
+void init_worker(int value) { g_initialized.store(value); }
+int read_initialized() { return g_initialized.load(); }
 void init_throws() { throw mp::ValueError("initializer trouble"); }
 
 int unregistered_square(int x) { return x * x; }
