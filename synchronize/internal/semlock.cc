@@ -288,6 +288,12 @@ void SemLock::WakeOne() {
 bool SemLock::AcquireSlow(bool block, std::optional<double> timeout) {
   if (errno != EAGAIN && errno != EINTR) RaiseOSError("sem_trywait", errno);
   if (!block) return false;
+  // A holder usually releases within a microsecond or two (a Condition's
+  // notifier is about to wait): spin briefly before sleeping in the kernel.
+  for (int i = 0; i < 100; ++i) {
+    __builtin_ia32_pause();
+    if (TryWaitFast()) return true;
+  }
   if (!timeout) {
     while (sem_wait(sem_) != 0) {
       if (errno != EINTR) RaiseOSError("sem_wait", errno);
