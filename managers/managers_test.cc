@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -462,6 +463,50 @@ TEST(RemoteManager, ServerAndTwoClientProcesses) {
   EXPECT_FALSE(serving.is_alive());
   // The server is gone: a call fails at once.
   EXPECT_THROW(q.qsize(), mp::Exception);
+}
+
+// CPython's BaseManager.connect() clients use a C++ server for built-in
+// types: the protocol and the pickles are CPython's.
+TEST(CPythonInterop, PythonClientUsesCppServer) {
+  managers::SyncManager m(mp::connection::Address("127.0.0.1", 0),
+                          "interop key");
+  managers::Server server = m.get_server();
+  const int port = server.address().port();
+  mp::Process serving(RemoteServe, &server);
+  serving.start();
+  const std::string script = R"(
+import queue, sys
+from multiprocessing.managers import SyncManager
+m = SyncManager(address=('127.0.0.1', int(sys.argv[1])), authkey=b'interop key')
+m.connect()
+l = m.list(list(range(10)))
+l.append('x')
+d = m.dict()
+d['a'] = [1, 2.5, None]
+q = m.Queue()
+try:
+    q.get(timeout=0.05)
+except queue.Empty:
+    print('empty')
+try:
+    l[20]
+except IndexError as e:
+    print('IndexError', e)
+print(l[2], len(l), str(l), d.items())
+)";
+  std::string command =
+      "timeout 20 python3 -c \"" + script + "\" " + std::to_string(port);
+  FILE* out = ::popen(command.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  std::string text;
+  char buf[256];
+  while (size_t n = std::fread(buf, 1, sizeof(buf), out)) text.append(buf, n);
+  EXPECT_EQ(::pclose(out), 0) << text;
+  EXPECT_EQ(text,
+            "empty\nIndexError list index out of range\n2 11 "
+            "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] [('a', [1, 2.5, None])]\n");
+  serving.terminate();
+  serving.join(kDeadline);
 }
 
 int main(int argc, char** argv) {

@@ -102,6 +102,107 @@ ProxyRecipe RecipeFromObject(const Object& o) {
   return r;
 }
 
+namespace {
+
+// Where CPython keeps the exceptions a server may raise.
+const char* ModuleOf(const std::string& name) {
+  static const char* const kBuiltins[] = {
+      "ArithmeticError",   "AssertionError", "AttributeError",
+      "EOFError",          "IndexError",     "KeyError",
+      "LookupError",       "MemoryError",    "NotImplementedError",
+      "OverflowError",     "RecursionError", "RuntimeError",
+      "StopIteration",     "TypeError",      "ValueError",
+      "ZeroDivisionError", "OSError"};
+  for (const char* b : kBuiltins) {
+    if (name == b) return "builtins";
+  }
+  if (name == "Empty") return "_queue";
+  if (name == "Full") return "queue";
+  if (name == "BrokenBarrierError") return "threading";
+  return nullptr;
+}
+
+void PutU32(std::string& out, uint32_t n) {
+  for (int i = 0; i < 4; ++i)
+    out.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+}
+
+void PutStr(std::string& out, std::string_view s) {
+  out.push_back('X');  // BINUNICODE
+  PutU32(out, static_cast<uint32_t>(s.size()));
+  out.append(s.data(), s.size());
+}
+
+bool ReadStr(std::string_view& in, std::string* s) {
+  if (in.size() < 5 || in[0] != 'X') return false;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i)
+    n |= static_cast<uint32_t>(static_cast<uint8_t>(in[1 + i])) << (8 * i);
+  if (in.size() - 5 < n) return false;
+  *s = std::string(in.substr(5, n));
+  in.remove_prefix(5 + n);
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeErrorReply(const std::string& name,
+                             const std::string& message) {
+  const char* module = ModuleOf(name);
+  std::string text = module ? message : name + ": " + message;
+  std::string out("\x80\x02", 2);  // PROTO 2
+  PutStr(out, "#ERROR");
+  out += 'c';  // GLOBAL
+  out += module ? module : "builtins";
+  out += '\n';
+  out += module ? name : "Exception";
+  out += '\n';
+  if (text.empty()) {
+    out += ')';  // EMPTY_TUPLE
+  } else {
+    PutStr(out, text);
+    out += '\x85';  // TUPLE1
+  }
+  out += 'R';     // REDUCE
+  out += '\x86';  // TUPLE2
+  out += '.';     // STOP
+  return out;
+}
+
+bool DecodeErrorReply(std::string_view in, std::string* name,
+                      std::string* message) {
+  std::string kind;
+  if (in.substr(0, 2) != std::string_view("\x80\x02", 2)) return false;
+  in.remove_prefix(2);
+  if (!ReadStr(in, &kind) || kind != "#ERROR" || in.empty() || in[0] != 'c')
+    return false;
+  in.remove_prefix(1);
+  size_t nl1 = in.find('\n');
+  if (nl1 == std::string_view::npos) return false;
+  size_t nl2 = in.find('\n', nl1 + 1);
+  if (nl2 == std::string_view::npos) return false;
+  *name = std::string(in.substr(nl1 + 1, nl2 - nl1 - 1));
+  in.remove_prefix(nl2 + 1);
+  message->clear();
+  if (!in.empty() && in[0] == ')') {
+    in.remove_prefix(1);
+  } else if (!ReadStr(in, message) || in.empty() || in[0] != '\x85') {
+    return false;
+  } else {
+    in.remove_prefix(1);
+  }
+  if (in != std::string_view("R\x86.", 3)) return false;
+  if (*name == "Exception") {
+    // "name: message" of a class CPython does not have.
+    size_t colon = message->find(": ");
+    if (colon != std::string::npos) {
+      *name = message->substr(0, colon);
+      *message = message->substr(colon + 2);
+    }
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------------------
 // Per-thread connections to servers.
 
@@ -150,7 +251,14 @@ std::string EncodePublic(std::string_view method, const Object& args) {
 }
 
 Response Decode(std::string_view bytes) {
-  Object reply = reduction::loads<Object>(bytes);
+  Object reply;
+  try {
+    reply = reduction::loads<Object>(bytes);
+  } catch (const UnpicklingError&) {
+    std::string name, message;
+    if (!DecodeErrorReply(bytes, &name, &message)) throw;
+    RaiseRemote(Object::tuple({Object(name), Object(message)}));
+  }
   if (!reply.is_tuple() || reply.size() != 2 || !reply.items()[0].is_str()) {
     throw RemoteError("malformed reply from the manager's server: " +
                       repr(reply));

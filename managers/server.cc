@@ -73,8 +73,7 @@ std::string EncodeError(const std::exception& e) {
   } else {
     name = PythonNameOf(e);
   }
-  return Encode("#ERROR",
-                Object::tuple({Object(name), Object(std::string(e.what()))}));
+  return EncodeErrorReply(name, e.what());
 }
 
 std::string EncodeTraceback(std::string_view name, std::string_view message) {

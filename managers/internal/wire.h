@@ -38,6 +38,16 @@ Token TokenFromObject(const reduction::Object& o);
 reduction::Object RecipeToObject(const ProxyRecipe& r);
 ProxyRecipe RecipeFromObject(const reduction::Object& o);
 
+// ("#ERROR", exception) with the exception pickled as CPython pickles an
+// instance of the class named `name` (builtins.IndexError,
+// _queue.Empty, threading.BrokenBarrierError, ...; others as
+// builtins.Exception("name: message")), so that CPython clients raise it.
+std::string EncodeErrorReply(const std::string& name,
+                             const std::string& message);
+// Reads what EncodeErrorReply writes; false for anything else.
+bool DecodeErrorReply(std::string_view bytes, std::string* name,
+                      std::string* message);
+
 }  // namespace multiprocessing::managers::internal
 
 #endif  // MULTIPROCESSING_MANAGERS_INTERNAL_WIRE_H_
