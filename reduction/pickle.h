@@ -763,6 +763,76 @@ size_t Reader::read_dict(Item&& item, Truncate&& truncate) {
 }
 
 namespace internal {
+
+// Encodes a str alone as CPython does (false: let the Writer do it).
+inline bool FastDumpsStr(std::string_view text, int protocol,
+                         std::string* out) {
+  size_t n = text.size();
+  if (protocol < 4 || protocol > kHighestProtocol || n > 0xFFFFFFFFu ||
+      !IsPickleUtf8(text))
+    return false;
+  size_t header = n < 256 ? 2 : 5;
+  uint64_t payload = header + n + 1;  // + STOP
+  size_t frame = payload >= 4 ? 9 : 0;
+  out->resize(2 + frame + payload);
+  char* p = out->data();
+  *p++ = static_cast<char>(op::kProto);
+  *p++ = static_cast<char>(protocol);
+  if (frame) {
+    *p++ = static_cast<char>(op::kFrame);
+    std::memcpy(p, &payload, 8);
+    p += 8;
+  }
+  if (n < 256) {
+    *p++ = static_cast<char>(op::kShortBinUnicode);
+    *p++ = static_cast<char>(n);
+  } else {
+    *p++ = static_cast<char>(op::kBinUnicode);
+    auto n32 = static_cast<uint32_t>(n);
+    std::memcpy(p, &n32, 4);
+    p += 4;
+  }
+  if (n) std::memcpy(p, text.data(), n);
+  p[n] = static_cast<char>(op::kStop);
+  return true;
+}
+
+// Decodes a pickle that is one str in the forms CPython writes (PROTO, an
+// optional FRAME spanning the rest, the str, an optional memo opcode, STOP);
+// false for anything else, which the Reader then decodes.
+inline bool FastLoadsStr(std::string_view data, std::string* out) {
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  const uint8_t* e = p + data.size();
+  if (e - p < 4 || p[0] != op::kProto || p[1] > kHighestProtocol) return false;
+  p += 2;
+  if (*p == op::kFrame) {
+    if (e - p < 10 || LoadLE64(p + 1) != static_cast<uint64_t>(e - p - 9))
+      return false;
+    p += 9;
+  }
+  size_t n;
+  if (*p == op::kShortBinUnicode && e - p >= 2) {
+    n = p[1];
+    p += 2;
+  } else if (*p == op::kBinUnicode && e - p >= 5) {
+    n = LoadLE32(p + 1);
+    p += 5;
+  } else {
+    return false;
+  }
+  if (static_cast<size_t>(e - p) <= n) return false;
+  std::string_view text(reinterpret_cast<const char*>(p), n);
+  p += n;
+  if (*p == op::kMemoize) {
+    ++p;
+  } else if (*p == op::kBinPut && e - p >= 2) {
+    p += 2;
+  }
+  if (p == e || *p != op::kStop || !IsPickleUtf8(text)) return false;
+  out->assign(text.data(), text.size());
+  return true;
+}
+
 // The expected pickle size of values whose size is easy to tell (0: unknown).
 template <class T>
 size_t SizeHint(const T& value) {
@@ -819,6 +889,11 @@ void Writer::write_int_items(const I* items, size_t n) {
 template <class T>
 std::string dumps(const T& value, OutOfBand* oob, int protocol) {
   internal::RequirePicklable<T>();
+  if constexpr (std::is_same_v<T, std::string>) {
+    // The most common message: one string, written without a Writer.
+    std::string out;
+    if (internal::FastDumpsStr(value, protocol, &out)) return out;
+  }
   Writer w(protocol, oob, internal::SizeHint(value));
   w.save(value);
   return w.finish();
@@ -830,6 +905,11 @@ T loads(std::string_view data, OutOfBand* oob) {
   if constexpr (std::is_same_v<T, Object>) {
     return internal::LoadObject(data);
   } else {
+    if constexpr (std::is_same_v<T, std::string>) {
+      // The most common message: one string, in the exact form CPython writes.
+      std::string out;
+      if (internal::FastLoadsStr(data, &out)) return out;
+    }
     // The typed Reader decodes what CPython and this library write directly;
     // anything it cannot follow is decoded as an Object first (which also
     // reports malformed input precisely) and re-read in the form the Reader

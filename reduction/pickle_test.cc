@@ -102,6 +102,44 @@ TEST(PickleTest, BytesMatchCPython) {
             "2e");
 }
 
+TEST(PickleTest, TopLevelStrings) {
+  // The forms CPython writes: pickle.dumps('ab'), pickle.dumps('0' * 256),
+  // pickle.dumps('ab', 2).
+  std::string short4(
+      "\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00\x8c\x02"
+      "ab\x94.",
+      17);
+  EXPECT_EQ(loads<std::string>(short4), "ab");
+  EXPECT_EQ(Hex(dumps(std::string("ab"))),
+            "80049505000000000000008c026162"
+            "2e");
+  std::string long4 =
+      std::string(
+          "\x80\x04\x95\x07\x01\x00\x00\x00\x00\x00\x00X\x00\x01\x00\x00", 16) +
+      std::string(256, '0') + "\x94.";
+  EXPECT_EQ(loads<std::string>(long4), std::string(256, '0'));
+  std::string v2(
+      "\x80\x02X\x02\x00\x00\x00"
+      "abq\x00.",
+      12);
+  EXPECT_EQ(loads<std::string>(v2), "ab");
+  EXPECT_EQ(loads<std::string>(dumps(std::string())), "");
+  EXPECT_EQ(Hex(dumps(std::string())), "80048c002e");  // too small to frame
+  for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {
+    for (size_t n : {0, 1, 2, 255, 256, 70000}) {
+      std::string text(n, 'y');
+      EXPECT_EQ(loads<std::string>(dumps(text, nullptr, protocol)), text);
+      EXPECT_EQ(loads<Object>(dumps(text, nullptr, protocol)), Object(text));
+    }
+  }
+  // Malformed variants still fail cleanly.
+  EXPECT_THROW(loads<std::string>(short4.substr(0, 15)), UnpicklingError);
+  std::string bad = short4;
+  bad[13] = '\xff';
+  EXPECT_THROW(loads<std::string>(bad), UnpicklingError);
+  EXPECT_THROW(dumps(std::string("\xff")), PicklingError);
+}
+
 TEST(PickleTest, Scalars) {
   ExpectRoundTrip(true);
   ExpectRoundTrip(false);
