@@ -63,11 +63,10 @@ struct Doorbell {
   std::atomic<uint32_t> sleepers;
 };
 
-// Waits until `ring` holds a whole frame; false if `deadline` passed first.
+// Waits until `ring` holds a whole frame; false if `timeout` passed first.
 template <class RingT>
-bool WaitForFrame(
-    const RingT& ring, Doorbell& bell,
-    std::optional<std::chrono::steady_clock::time_point> deadline);
+bool WaitForFrame(const RingT& ring, Doorbell& bell,
+                  std::optional<std::chrono::milliseconds> timeout);
 // Wakes the reader after a frame was published, if it sleeps.
 inline void Ring(Doorbell& bell);
 
@@ -109,13 +108,15 @@ void PoolWorkerMain(WorkerArgs args);
 int64_t MonotonicNanos();
 
 template <class RingT>
-bool WaitForFrame(
-    const RingT& ring, Doorbell& bell,
-    std::optional<std::chrono::steady_clock::time_point> deadline) {
+bool WaitForFrame(const RingT& ring, Doorbell& bell,
+                  std::optional<std::chrono::milliseconds> timeout) {
   // A few checks first: a busy peer often publishes within a microsecond.
   for (int i = 0; i < 64; ++i) {
     if (!ring.Empty()) return true;
   }
+  // The clock is read only when about to sleep.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (timeout) deadline = std::chrono::steady_clock::now() + *timeout;
   for (;;) {
     uint32_t seen = bell.word.load();
     bell.sleepers.fetch_add(1);
