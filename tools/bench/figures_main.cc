@@ -1,6 +1,5 @@
-// Runs this package's figures alone: tools/bazel run -c opt
-// //sharedctypes:sharedctypes_figures_main. //tools/bench:baseline runs them
-// with all the others.
+// main() for a package's own figures binary (//process:process_figures_main, ...): Google Benchmark's
+// runner with its usual flags and table, in a program whose spawn and forkserver children work.
 #include "benchmark/benchmark.h"
 #include "process/context.h"
 
