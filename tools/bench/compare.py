@@ -50,7 +50,8 @@ def main():
         ratio = "-"
         if a and b:
             ma, mb = statistics.median(a), statistics.median(b)
-            ratio = f"{(mb / ma if key.endswith('_us') else ma / mb):,.1f}x"
+            latency = key.endswith("_us") or "_us_" in key
+            ratio = f"{(mb / ma if latency else ma / mb):,.1f}x"
         rows.append((key, fmt(a), fmt(b), ratio))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for n, row in enumerate(rows):
