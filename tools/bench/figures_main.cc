@@ -1,5 +1,6 @@
-// main() for a package's own figures binary (//process:process_figures_main, ...): Google Benchmark's
-// runner with its usual flags and table, in a program whose spawn and forkserver children work.
+// main() for a package's own figures binary (//process:process_figures_main,
+// ...): Google Benchmark's runner with its usual flags and table, in a program
+// whose spawn and forkserver children work.
 #include "benchmark/benchmark.h"
 #include "process/context.h"
 
