@@ -131,17 +131,29 @@ std::shared_ptr<SemLock> SemLock::Create(Kind kind, int value, int maxvalue) {
   throw OSError(EEXIST, "cannot find a free name for a semaphore");
 }
 
-std::shared_ptr<SemLock> SemLock::Open(const std::string& name, Kind kind,
-                                       int maxvalue) {
+namespace {
+
+// What Open and OpenFd accept from a pickle: a POSIX semaphore name and a known
+// kind.
+void CheckOpenArguments(const std::string& name, SemLock::Kind kind,
+                        int maxvalue) {
   if (name.size() < 2 || name.size() > 250 || name[0] != '/' ||
       name.find('/', 1) != std::string::npos ||
       name.find('\0') != std::string::npos) {
     throw ValueError("invalid semaphore name '" + name + "'");
   }
-  if (kind != Kind::kRecursiveMutex && kind != Kind::kSemaphore) {
+  if (kind != SemLock::Kind::kRecursiveMutex &&
+      kind != SemLock::Kind::kSemaphore) {
     throw ValueError("unrecognized semaphore kind");
   }
   if (maxvalue < 1) throw ValueError("semaphore maxvalue must be >= 1");
+}
+
+}  // namespace
+
+std::shared_ptr<SemLock> SemLock::Open(const std::string& name, Kind kind,
+                                       int maxvalue) {
+  CheckOpenArguments(name, kind, maxvalue);
   ThreadToken();
   Registry& registry = GetRegistry();
   std::lock_guard<std::mutex> guard(registry.mutex);
@@ -165,15 +177,7 @@ std::shared_ptr<SemLock> SemLock::Open(const std::string& name, Kind kind,
 
 std::shared_ptr<SemLock> SemLock::OpenFd(const std::string& name, int fd,
                                          Kind kind, int maxvalue) {
-  if (name.size() < 2 || name.size() > 250 || name[0] != '/' ||
-      name.find('/', 1) != std::string::npos ||
-      name.find('\0') != std::string::npos) {
-    throw ValueError("invalid semaphore name '" + name + "'");
-  }
-  if (kind != Kind::kRecursiveMutex && kind != Kind::kSemaphore) {
-    throw ValueError("unrecognized semaphore kind");
-  }
-  if (maxvalue < 1) throw ValueError("semaphore maxvalue must be >= 1");
+  CheckOpenArguments(name, kind, maxvalue);
   ThreadToken();
   Registry& registry = GetRegistry();
   std::lock_guard<std::mutex> guard(registry.mutex);
