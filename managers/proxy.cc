@@ -2,6 +2,7 @@
 // servers, reference counting, and the wire helpers shared with the server.
 #include "managers/proxy.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,6 +21,7 @@
 #include "connection/listener.h"
 #include "errors/errors.h"
 #include "logging/logging.h"
+#include "managers/internal/fastpath.h"
 #include "managers/internal/state.h"
 #include "managers/internal/wire.h"
 #include "managers/referent.h"
@@ -211,6 +213,13 @@ namespace {
 struct ThreadConnections {
   pid_t pid = 0;
   absl::flat_hash_map<std::string, connection::Connection> by_key;
+  // The connection used last and its key: a run of calls to one manager
+  // skips the hash lookup.
+  std::string last_key;
+  connection::Connection last;
+  // Replies are read into this buffer (one too large for it arrives whole in
+  // a BufferTooShort, and the buffer grows up to a limit).
+  std::vector<char> buffer = std::vector<char>(4096);
   ~ThreadConnections();
 };
 thread_local bool tls_gone = false;
@@ -251,6 +260,8 @@ std::string EncodePublic(std::string_view method, const Object& args) {
 }
 
 Response Decode(std::string_view bytes) {
+  Object value;
+  if (ParseScalarReturn(bytes, &value)) return Response{"#RETURN", value};
   Object reply;
   try {
     reply = reduction::loads<Object>(bytes);
@@ -295,6 +306,32 @@ connection::Connection Open(const connection::Address& address,
   throw EOFError(what);
 }
 
+// The largest reply buffer a thread keeps.
+constexpr size_t kMaxBuffer = 1 << 20;
+
+// getpid() without a system call per request: reset in forked children.
+std::atomic<pid_t> g_pid{0};
+pid_t CachedPid() {
+  pid_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    static const bool registered = [] {
+      pthread_atfork(nullptr, nullptr,
+                     [] { g_pid.store(0, std::memory_order_relaxed); });
+      return true;
+    }();
+    (void)registered;
+    pid = getpid();
+    g_pid.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
+
+void ForgetConnection(const std::string& key) {
+  tls.by_key.erase(key);
+  tls.last_key.clear();
+  tls.last = connection::Connection();
+}
+
 Response TransactAt(const connection::Address& address,
                     const std::string& authkey, const std::string& request,
                     const std::string* known_key = nullptr) {
@@ -305,27 +342,40 @@ Response TransactAt(const connection::Address& address,
     c.send_bytes(request);
     return Decode(c.recv_bytes());
   }
-  if (tls.pid != getpid()) {
-    tls.by_key.clear();  // inherited from the parent: not ours to use
-    tls.pid = getpid();
+  const pid_t pid = CachedPid();
+  if (tls.pid != pid) {
+    // Inherited from the parent: not ours to use.
+    tls.by_key.clear();
+    tls.last_key.clear();
+    tls.last = connection::Connection();
+    tls.pid = pid;
   }
   std::string computed;
   if (known_key == nullptr) computed = KeyOf(address, authkey);
   const std::string& key = known_key ? *known_key : computed;
-  auto it = tls.by_key.find(key);
-  if (it == tls.by_key.end()) {
-    it = tls.by_key.emplace(key, Open(address, authkey)).first;
+  if (tls.last_key != key || tls.last.closed()) {
+    auto it = tls.by_key.find(key);
+    if (it == tls.by_key.end()) {
+      it = tls.by_key.emplace(key, Open(address, authkey)).first;
+    }
+    tls.last_key = key;
+    tls.last = it->second;
   }
-  connection::Connection c = it->second;
-  std::string reply;
+  connection::Connection& c = tls.last;
+  std::string large;
+  std::string_view reply;
   try {
     c.send_bytes(request);
-    reply = c.recv_bytes();
+    reply = std::string_view(tls.buffer.data(), c.recv_bytes_into(tls.buffer));
+  } catch (BufferTooShort& e) {
+    large = e.message();
+    reply = large;
+    if (large.size() <= kMaxBuffer) tls.buffer.resize(large.size());
   } catch (const EOFError& e) {
-    tls.by_key.erase(key);
+    ForgetConnection(key);
     RaiseLost(address, e);
   } catch (const OSError& e) {
-    tls.by_key.erase(key);
+    ForgetConnection(key);
     RaiseLost(address, e);
   }
   return Decode(reply);

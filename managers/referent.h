@@ -63,10 +63,19 @@ struct Item {
   std::shared_ptr<Referent> ref;
 };
 
+namespace internal {
+// One empty dict shared by every Call without keywords (copies share it, and
+// writing to one makes its own copy first), so that a call allocates none.
+inline const reduction::Object& EmptyKwds() {
+  static const auto* empty = new reduction::Object(reduction::Object::dict());
+  return *empty;
+}
+}  // namespace internal
+
 // The arguments of a method call: positional items and a dict of keywords.
 struct Call {
   std::vector<Item> args;
-  reduction::Object kwds = reduction::Object::dict();
+  reduction::Object kwds = internal::EmptyKwds();
 
   // The plain values of the positional arguments (shared objects become
   // copies of their values), as a tuple.

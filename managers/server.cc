@@ -28,6 +28,7 @@
 #include "errors/errors.h"
 #include "logging/logging.h"
 #include "managers/internal/builtins.h"
+#include "managers/internal/fastpath.h"
 #include "managers/internal/wire.h"
 #include "managers/managers.h"
 #include "process/process.h"
@@ -48,6 +49,8 @@ struct Entry {
   std::shared_ptr<Referent> obj;
   std::shared_ptr<const ExposedSet> exposed;
   std::string type_id;
+  // The registration of type_id (null when there is none), found once.
+  const TypeRegistration* registration = nullptr;
   int64_t refcount = 0;
 };
 
@@ -88,6 +91,9 @@ Object NamesTuple(const std::vector<std::string>& names) {
   std::vector<Object> v(names.begin(), names.end());
   return Object::tuple(std::move(v));
 }
+
+// The largest request buffer a connection keeps.
+constexpr size_t kMaxBuffer = 1 << 20;
 
 // Sets a receive deadline on the socket (0: none), for the handshake.
 void SetRecvTimeout(int fd, int seconds) {
@@ -146,6 +152,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     e.obj = std::move(obj);
     e.exposed = std::move(exposed);
     e.type_id = type_id;
+    e.registration = reg;
     ++e.refcount;
     return {id, names};
   }
@@ -208,6 +215,15 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       for (const Object& a : args.items()) call.args.push_back(Resolve(a));
     }
     if (kwds.is_dict()) call.kwds = kwds;
+    return call;
+  }
+
+  // The arguments of a request the fast path decoded: scalars only, so
+  // nothing to resolve.
+  static Call MakeScalarCall(std::vector<Object>& args) {
+    Call call;
+    call.args.reserve(args.size());
+    for (Object& a : args) call.args.emplace_back(std::move(a));
     return call;
   }
 
@@ -277,21 +293,25 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     }
   }
 
-  std::string Method(const std::string& id, const std::string& method,
-                     const Object& args, const Object& kwds) {
+  // `make_call` turns the request's arguments into a Call.
+  template <class MakeCallFn>
+  std::string Method(std::string_view id_view, const std::string& method,
+                     MakeCallFn&& make_call) {
     Entry entry;
     {
       std::lock_guard<std::mutex> lock(mu);
-      auto it = objects.find(id);
+      auto it = objects.find(absl::string_view(id_view.data(), id_view.size()));
       if (it == objects.end()) {
         return EncodeTraceback(
-            "KeyError", "'" + id +
-                            "' (no shared object with this id: "
-                            "it was freed, or belongs to another manager)");
+            "KeyError",
+            absl::StrCat("'", absl::string_view(id_view.data(), id_view.size()),
+                         "' (no shared object with this id: "
+                         "it was freed, or belongs to another "
+                         "manager)"));
       }
       entry.obj = it->second.obj;
       entry.exposed = it->second.exposed;
-      entry.type_id = it->second.type_id;
+      entry.registration = it->second.registration;
     }
     if (!entry.exposed->set.contains(method)) {
       try {
@@ -317,15 +337,13 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     }
     Item result;
     try {
-      Call call = MakeCall(args, kwds);
+      Call call = make_call();
       result = entry.obj->call(method, call);
     } catch (const std::exception& e) {
       return EncodeError(e);
     }
-    const TypeRegistration* reg = nullptr;
-    if (auto it = registry.find(entry.type_id); it != registry.end())
-      reg = &it->second;
-    if (reg) {
+    if (const TypeRegistration* reg = entry.registration;
+        reg && !reg->options.method_to_typeid.empty()) {
       auto m = reg->options.method_to_typeid.find(method);
       if (m != reg->options.method_to_typeid.end()) {
         try {
@@ -361,8 +379,16 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   }
 
   // Answers one request; false when the connection should close.
-  bool Answer(connection::Connection& c, std::string_view bytes,
-              bool* accepted) {
+  bool Answer(connection::Connection& c, std::string_view bytes, bool* accepted,
+              ScalarRequest& fast) {
+    // The common case first: a method call with scalar arguments, decoded
+    // without building the request as an Object.
+    if (*accepted && ParseScalarRequest(bytes, &fast) && !fast.id_is_none) {
+      const std::string method(fast.method);
+      c.send_bytes(Method(fast.id, method,
+                          [&fast] { return MakeScalarCall(fast.args); }));
+      return true;
+    }
     std::string reply;
     bool shutdown = false;
     bool keep = true;
@@ -381,7 +407,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
         if (!*accepted) keep = method == "accept_connection";
         if (method == "accept_connection") *accepted = true;
       } else if (f[0].is_str()) {
-        reply = Method(f[0].as_str(), method, f[2], f[3]);
+        reply =
+            Method(f[0].as_str(), method, [&] { return MakeCall(f[2], f[3]); });
       } else {
         throw TypeError("a request's id must be a str or None");
       }
@@ -406,9 +433,22 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       connection::answer_challenge(c, authkey);
       SetRecvTimeout(c.fileno(), 0);
       bool accepted = false;
+      // Requests are read into a buffer kept for the connection; one too
+      // large for it arrives whole in the BufferTooShort, and the buffer
+      // grows for the next ones (up to a limit).
+      std::vector<char> buffer(4096);
+      ScalarRequest fast;
       for (;;) {
-        std::string bytes = c.recv_bytes();
-        if (!Answer(c, bytes, &accepted)) break;
+        std::string large;
+        std::string_view bytes;
+        try {
+          bytes = std::string_view(buffer.data(), c.recv_bytes_into(buffer));
+        } catch (BufferTooShort& e) {
+          large = e.message();
+          bytes = large;
+          if (large.size() <= kMaxBuffer) buffer.resize(large.size());
+        }
+        if (!Answer(c, bytes, &accepted, fast)) break;
       }
     } catch (const AuthenticationError& e) {
       logging::info("refused a connection to the manager: ", e.what());
