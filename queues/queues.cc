@@ -76,7 +76,7 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     if (!ring_->Read(frame, DeadlineFor(block, timeout))) {
       throw Empty("the queue is empty");
     }
-    ring_->ReleaseSlot();
+    ring_->ReleaseSlot(maxsize_ > 0);
   }
 
   void Close() {

@@ -27,8 +27,21 @@
 namespace multiprocessing::queues::internal {
 
 namespace {
-constexpr uint64_t kMagic = 0x6d702d72696e6701;  // "mp-ring" v1
-constexpr size_t kFrameHeader = sizeof(uint64_t);
+constexpr uint64_t kMagic = 0x6d702d72696e6702;  // "mp-ring" v2
+// A frame is its length, a seal word, and the payload padded to 8 bytes. The
+// seal is written last: a consumer sees that a frame is complete by reading
+// the seal at its head, so it never reads the producers' `tail` (whose cache
+// line would otherwise travel between the cores twice per frame).
+constexpr size_t kFrameHeader = 2 * sizeof(uint64_t);
+// Beyond any frame a queue can hold: a larger length means the memory is not a
+// ring's.
+constexpr uint64_t kMaxFrame = uint64_t{1} << 46;
+
+constexpr uint64_t Pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+// The seal of the frame at `position`: never 0 (fresh memory), and never a
+// stale value, because each producer zeroes the next frame's seal before
+// sealing its own.
+constexpr uint64_t SealOf(uint64_t position) { return ~position; }
 // Small frames are published in groups of at least this many bytes, or at the
 // end of a batch, so the consumer's cache line for `tail` bounces once per
 // group rather than once per frame.
@@ -65,8 +78,11 @@ struct RingHeader {
   std::atomic<uint64_t> tail;
   std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> data_waiters;
-  // Bytes of a streamed frame not yet written; under write_lock.
-  uint64_t write_partial;
+  // A frame larger than the ring being streamed in: where it starts and ends
+  // (0 when none), so that the next producer can finish it if its producer
+  // dies; under write_lock.
+  uint64_t write_stream_start;
+  uint64_t write_stream_end;
 
   // Consumers' side. `head` counts bytes consumed since creation.
   alignas(64) pthread_mutex_t read_lock;
@@ -76,8 +92,9 @@ struct RingHeader {
   // A producer waiting for room sleeps until `head` reaches this, so that it is
   // woken once per large stretch of consumption rather than once per frame.
   std::atomic<uint64_t> space_target;
-  // Bytes of a streamed frame not yet read; under read_lock.
-  uint64_t read_partial;
+  // The end of a frame being streamed out (0 when none), so that the next
+  // consumer can skip the rest of it if its consumer dies; under read_lock.
+  uint64_t read_stream_end;
 
   // Items put and items taken, each written by one side only, so that counting
   // them costs no cache-line transfer between producers and consumers; `slots`
@@ -277,6 +294,44 @@ void ShmRing::CopyOut(uint64_t position, char* data, size_t size) const {
   std::memcpy(data + first, data_, size - first);
 }
 
+uint64_t* ShmRing::Word64(uint64_t position) const {
+  // Frames are 8-byte aligned and the capacity is a power of two, so a word
+  // never wraps.
+  return reinterpret_cast<uint64_t*>(data_ + (position & (capacity_ - 1)));
+}
+
+bool ShmRing::FrameReady(uint64_t position) const {
+  return __atomic_load_n(Word64(position + 8), __ATOMIC_ACQUIRE) ==
+         SealOf(position);
+}
+
+bool ShmRing::Streamed(uint64_t size) const {
+  // A frame is written whole only if it fits with the next frame's header.
+  return size > capacity_ ||
+         kFrameHeader + Pad8(size) + kFrameHeader > capacity_;
+}
+
+bool ShmRing::HasSpace(uint64_t tail, uint64_t needed) {
+  // Another producer process may have filled the ring since this one last
+  // looked: the cached head can be more than a lap behind.
+  if (needed <= capacity_ - std::min<uint64_t>(tail - cached_head_, capacity_))
+    return true;
+  cached_head_ = header_->head.load(std::memory_order_acquire);
+  return capacity_ - (tail - cached_head_) >= needed;
+}
+
+void ShmRing::WriteSmall(uint64_t tail, std::string_view frame) {
+  const uint64_t size = frame.size();
+  const uint64_t end = tail + kFrameHeader + Pad8(size);
+  *Word64(tail) = size;
+  CopyIn(tail + kFrameHeader, frame.data(), size);
+  // The next frame's seal still holds whatever an earlier lap left there:
+  // clear it before this frame becomes visible.
+  __atomic_store_n(Word64(end + 8), 0, __ATOMIC_RELAXED);
+  __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
+  header_->tail.store(end, std::memory_order_relaxed);
+}
+
 bool ShmRing::WaitForData(uint64_t head, uint64_t needed,
                           Deadline deadline) const {
   auto* h = header_;
@@ -288,10 +343,7 @@ bool ShmRing::WaitForData(uint64_t head, uint64_t needed,
 
 bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
   RingHeader* h = header_;
-  auto ready = [&] {
-    return capacity_ - (tail - h->head.load(std::memory_order_acquire)) >=
-           needed;
-  };
+  auto ready = [&] { return HasSpace(tail, needed); };
   if (ready()) return true;
   // Ask to be woken when a quarter of the ring is free (or the frame fits, if
   // larger); no spinning, as consumers take a while to free that much. The
@@ -319,6 +371,65 @@ void ShmRing::Publish(uint64_t tail) {
   Wake(&header_->data_seq, &header_->data_waiters);
 }
 
+uint64_t ShmRing::StreamIn(uint64_t tail, uint64_t end, const char* data,
+                           uint64_t data_size) {
+  // After `data_size` bytes of `data`, zeros up to `end` (the padding, or the
+  // rest of a dead producer's frame, which will fail to unpickle).
+  static const char kZeros[4096] = {};
+  while (tail < end) {
+    uint64_t chunk = std::min<uint64_t>(end - tail, capacity_ / 4);
+    const char* src = data;
+    if (data_size > 0) {
+      chunk = std::min(chunk, data_size);
+    } else {
+      src = kZeros;
+      chunk = std::min<uint64_t>(chunk, sizeof(kZeros));
+    }
+    const bool last = tail + chunk == end;
+    // The last piece also makes room for the next frame's seal, cleared
+    // before the frame's end is published.
+    WaitForSpace(tail, chunk + (last ? kFrameHeader : 0), std::nullopt);
+    CopyIn(tail, src, chunk);
+    if (data_size > 0) {
+      data += chunk;
+      data_size -= chunk;
+    }
+    tail += chunk;
+    if (last) __atomic_store_n(Word64(end + 8), 0, __ATOMIC_RELAXED);
+    Publish(tail);
+  }
+  return tail;
+}
+
+uint64_t ShmRing::Recover(uint64_t tail) {
+  RingHeader* h = header_;
+  while (true) {
+    if (h->write_stream_end != 0) {
+      // A producer died streaming a large frame. If its header was sealed, a
+      // consumer may be reading it: complete it with zeros (which will fail to
+      // unpickle) so that the frames after it stay readable. Otherwise nobody
+      // saw it.
+      if (FrameReady(h->write_stream_start)) {
+        tail = StreamIn(std::max(tail, h->write_stream_start + kFrameHeader),
+                        h->write_stream_end, nullptr, 0);
+      } else {
+        tail = h->write_stream_start;
+      }
+      h->write_stream_end = 0;
+      continue;
+    }
+    // A producer died after sealing a frame but before moving `tail` past it.
+    if (!FrameReady(tail)) return tail;
+    uint64_t size = *Word64(tail);
+    if (Streamed(size)) {
+      h->write_stream_start = tail;
+      h->write_stream_end = tail + kFrameHeader + Pad8(size);
+    } else {
+      Publish(tail += kFrameHeader + Pad8(size));
+    }
+  }
+}
+
 size_t ShmRing::Write(std::span<const std::string> frames, Deadline deadline) {
   return WriteFrames(frames, deadline);
 }
@@ -333,56 +444,37 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   RingHeader* h = header_;
   Locked locked = LockRobust(&h->write_lock, deadline);
   if (locked == Locked::kTimeout) return 0;
-  uint64_t tail = h->tail.load(std::memory_order_relaxed);
-  if (h->write_partial > 0) {
-    // A producer died while streaming a large frame: complete it with zero
-    // bytes, which the consumer will fail to unpickle, so that the frames after
-    // it stay readable.
-    static const char kZeros[4096] = {};
-    while (h->write_partial > 0) {
-      size_t n = std::min<uint64_t>(h->write_partial, sizeof(kZeros));
-      WaitForSpace(tail, n, std::nullopt);
-      CopyIn(tail, kZeros, n);
-      tail += n;
-      h->write_partial -= n;
-      Publish(tail);
-    }
-  }
+  uint64_t tail = Recover(h->tail.load(std::memory_order_relaxed));
   uint64_t published = tail;
   size_t written = 0;
   for (const auto& frame : frames) {
     const uint64_t size = frame.size();
-    char length[kFrameHeader];
-    std::memcpy(length, &size, kFrameHeader);
-    if (kFrameHeader + size <= capacity_) {
-      if (capacity_ - (tail - h->head.load(std::memory_order_acquire)) <
-          kFrameHeader + size) {
-        // Full: let the consumers see what is written before waiting for them
-        // to make room.
+    if (!Streamed(size)) {
+      const uint64_t needed = kFrameHeader + Pad8(size) + kFrameHeader;
+      if (!HasSpace(tail, needed)) {
+        // Full: wake sleeping consumers for what is written before waiting
+        // for them to make room.
         if (tail != published) Publish(published = tail);
-        WaitForSpace(tail, kFrameHeader + size, std::nullopt);
+        WaitForSpace(tail, needed, std::nullopt);
       }
-      CopyIn(tail, length, kFrameHeader);
-      CopyIn(tail + kFrameHeader, frame.data(), size);
-      tail += kFrameHeader + size;
+      WriteSmall(tail, std::string_view(frame.data(), size));
+      tail += kFrameHeader + Pad8(size);
+      // Consumers see each frame at once by its seal; waking sleepers (a
+      // fence and a shared read) is done once per stretch.
       if (tail - published >= kPublishEvery) Publish(published = tail);
     } else {
-      // Larger than the ring: stream it through in pieces as the consumer frees
-      // space.
+      // Larger than the ring: stream it through in pieces as the consumer
+      // frees space.
       if (tail != published) Publish(published = tail);
       WaitForSpace(tail, kFrameHeader, std::nullopt);
-      CopyIn(tail, length, kFrameHeader);
-      h->write_partial = size;
-      Publish(published = tail += kFrameHeader);
-      const char* p = frame.data();
-      while (h->write_partial > 0) {
-        uint64_t chunk = std::min<uint64_t>(h->write_partial, capacity_ / 4);
-        WaitForSpace(tail, chunk, std::nullopt);
-        CopyIn(tail, p, chunk);
-        p += chunk;
-        h->write_partial -= chunk;
-        Publish(published = tail += chunk);
-      }
+      h->write_stream_start = tail;
+      h->write_stream_end = tail + kFrameHeader + Pad8(size);
+      *Word64(tail) = size;
+      __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
+      Publish(tail += kFrameHeader);
+      tail = StreamIn(tail, h->write_stream_end, frame.data(), size);
+      h->write_stream_end = 0;
+      published = tail;
     }
     ++written;
   }
@@ -393,24 +485,21 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
 
 bool ShmRing::TryWrite(std::string_view frame) {
   RingHeader* h = header_;
-  const uint64_t size = frame.size();
-  if (kFrameHeader + size > capacity_) return false;
+  if (Streamed(frame.size())) return false;
   int rc = pthread_mutex_trylock(&h->write_lock);
   if (rc == EOWNERDEAD) {
-    // Recovery of a dead producer's partial frame is WriteFrames' job.
+    // Recovery of a dead producer's frame is WriteFrames' job.
     pthread_mutex_consistent(&h->write_lock);
     pthread_mutex_unlock(&h->write_lock);
     return false;
   }
   if (rc != 0) return false;
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
-  bool fits = h->write_partial == 0 &&
-              capacity_ - (tail - h->head.load(std::memory_order_acquire)) >=
-                  kFrameHeader + size;
+  bool fits = h->write_stream_end == 0 && !FrameReady(tail) &&
+              HasSpace(tail, kFrameHeader + Pad8(frame.size()) + kFrameHeader);
   if (fits) {
-    CopyIn(tail, reinterpret_cast<const char*>(&size), kFrameHeader);
-    CopyIn(tail + kFrameHeader, frame.data(), size);
-    Publish(tail + kFrameHeader + size);
+    WriteSmall(tail, frame);
+    Wake(&h->data_seq, &h->data_waiters);
   }
   pthread_mutex_unlock(&h->write_lock);
   return fits;
@@ -431,42 +520,51 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
       FutexWakeAll(Word(&h->space_seq));
     }
   };
-  if (h->read_partial > 0) {
+  if (h->read_stream_end != 0) {
     // A consumer died while streaming a large frame out: that frame is lost;
     // skip the rest of it.
-    while (h->read_partial > 0) {
+    while (head < h->read_stream_end) {
       WaitForData(head, 1, std::nullopt);
-      uint64_t avail = h->tail.load(std::memory_order_acquire) - head;
-      uint64_t n = std::min(avail, h->read_partial);
-      h->read_partial -= n;
-      commit(head + n);
+      commit(std::min(h->tail.load(std::memory_order_acquire),
+                      h->read_stream_end));
     }
+    h->read_stream_end = 0;
   }
-  if (!WaitForData(head, kFrameHeader, deadline)) {
+  if (!WaitUntil(
+          &h->data_seq, &h->data_waiters, [&] { return FrameReady(head); },
+          deadline)) {
     pthread_mutex_unlock(&h->read_lock);
     return false;
   }
-  uint64_t size;
-  CopyOut(head, reinterpret_cast<char*>(&size), kFrameHeader);
-  if (kFrameHeader + size <= capacity_) {
-    // Small frames are published whole, so the whole frame is here.
-    out->resize(size);
+  const uint64_t size = *Word64(head);
+  if (size > kMaxFrame) {
+    pthread_mutex_unlock(&h->read_lock);
+    throw ValueError(absl::StrCat("a queue's buffer holds a frame of ", size,
+                                  " bytes: it was corrupted"));
+  }
+  out->resize(size);
+  if (!Streamed(size)) {
+    // Small frames are sealed whole.
     CopyOut(head + kFrameHeader, out->data(), size);
-    commit(head + kFrameHeader + size);
+    commit(head + kFrameHeader + Pad8(size));
   } else {
-    out->resize(size);
-    commit(head + kFrameHeader);
-    h->read_partial = size;
+    const uint64_t payload = head + kFrameHeader;
+    h->read_stream_end = payload + Pad8(size);
+    commit(payload);
     char* p = out->data();
-    while (h->read_partial > 0) {
+    while (head < h->read_stream_end) {
       WaitForData(head, 1, std::nullopt);
-      uint64_t avail = h->tail.load(std::memory_order_acquire) - head;
-      uint64_t n = std::min(avail, h->read_partial);
-      CopyOut(head, p, n);
-      p += n;
-      h->read_partial -= n;
-      commit(head + n);
+      uint64_t until =
+          std::min(h->tail.load(std::memory_order_acquire), h->read_stream_end);
+      // Payload bytes in [head, until); the padding after `size` is skipped.
+      uint64_t copy_end = std::min(until, payload + size);
+      if (copy_end > head) {
+        CopyOut(head, p, copy_end - head);
+        p += copy_end - head;
+      }
+      commit(until);
     }
+    h->read_stream_end = 0;
   }
   pthread_mutex_unlock(&h->read_lock);
   return true;
@@ -496,10 +594,11 @@ bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
   }
 }
 
-void ShmRing::ReleaseSlot() {
+void ShmRing::ReleaseSlot(bool bounded) {
   RingHeader* h = header_;
   h->gets.fetch_add(1);
-  Wake(&h->slots.seq, &h->slots.waiters);
+  // Only put() on a bounded queue waits for a slot.
+  if (bounded) Wake(&h->slots.seq, &h->slots.waiters);
 }
 
 int64_t ShmRing::slots() const {

@@ -72,7 +72,8 @@ class ShmRing {
   // while `maxsize` are taken, if `maxsize` > 0; false on timeout), get gives
   // it back.
   bool AcquireSlot(int64_t maxsize, Deadline deadline);
-  void ReleaseSlot();
+  // `bounded`: false when the queue has no maxsize, so nobody can be waiting.
+  void ReleaseSlot(bool bounded = true);
   int64_t slots() const;
   // JoinableQueue's unfinished tasks: TaskDone returns false if there were
   // none.
@@ -89,8 +90,22 @@ class ShmRing {
   size_t WriteFrames(std::span<const Frame> frames, Deadline deadline);
   bool WaitForData(uint64_t head, uint64_t needed, Deadline deadline) const;
   bool WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline);
+  // Whether `needed` bytes are free at `tail`, re-reading the consumers' head
+  // only when the cached one says no. Under the producers' lock.
+  bool HasSpace(uint64_t tail, uint64_t needed);
   void CopyIn(uint64_t position, const char* data, size_t size);
   void CopyOut(uint64_t position, char* data, size_t size) const;
+  uint64_t* Word64(uint64_t position) const;
+  // Whether a sealed frame starts at `position`.
+  bool FrameReady(uint64_t position) const;
+  // Whether a frame of `size` bytes is streamed through in pieces.
+  bool Streamed(uint64_t size) const;
+  void WriteSmall(uint64_t tail, std::string_view frame);
+  uint64_t StreamIn(uint64_t tail, uint64_t end, const char* data,
+                    uint64_t data_size);
+  // Finishes what a producer that died holding the lock left; returns the
+  // tail.
+  uint64_t Recover(uint64_t tail);
   void Publish(uint64_t tail);
 
   int fd_;
@@ -99,6 +114,9 @@ class ShmRing {
   RingHeader* header_;
   char* data_;
   size_t capacity_;
+  // This process's last view of the consumers' head; under the producers'
+  // lock.
+  uint64_t cached_head_ = 0;
 };
 
 // Waits on and wakes a 32-bit word in shared memory (futex). Returns false on

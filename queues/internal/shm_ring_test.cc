@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -183,6 +184,38 @@ TEST(ShmRingTest, ConsumerKilledWhileWaitingDoesNotWedgeOthers) {
   ring->Write(frames);
   ASSERT_TRUE(ring->Read(&got, In(seconds(10))));
   EXPECT_EQ(got, "survives");
+}
+
+TEST(ShmRingTest, ProducerKilledWhileStreamingDoesNotWedgeOthers) {
+  auto ring = ShmRing::Create(4096);
+  std::string big(1 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i % 251);
+  // Nobody reads yet, so the child blocks in the middle of the big frame,
+  // holding the producers' lock; it is killed there.
+  pid_t child = ForkChild([&] {
+    std::vector<std::string> frames = {big};
+    ring->Write(frames);
+  });
+  ASSERT_TRUE(ring->Poll(In(seconds(10))));
+  kill(child, SIGKILL);
+  EXPECT_EQ(WaitExit(child), -SIGKILL);
+  // The next producer completes the dead one's frame (with zeros) while a
+  // consumer streams it out, then writes its own.
+  std::string got_big, got_after;
+  bool read_ok = false;
+  std::thread consumer([&] {
+    read_ok = ring->Read(&got_big, In(seconds(30))) &&
+              ring->Read(&got_after, In(seconds(30)));
+  });
+  std::vector<std::string> frames = {"after"};
+  EXPECT_EQ(ring->Write(frames), 1u);
+  consumer.join();
+  ASSERT_TRUE(read_ok);
+  ASSERT_EQ(got_big.size(), big.size());
+  EXPECT_EQ(got_big.substr(0, 1000), big.substr(0, 1000));
+  EXPECT_EQ(got_big.back(), '\0');
+  EXPECT_EQ(got_after, "after");
+  EXPECT_TRUE(ring->Empty());
 }
 
 TEST(ShmRingTest, SlotsBlockAtMaxsizeAcrossProcesses) {
