@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -27,6 +28,7 @@
 #include "process/context.h"
 #include "process/process.h"
 #include "process/util.h"
+#include "reduction/registry.h"
 
 namespace multiprocessing::managers {
 namespace internal {
@@ -39,6 +41,7 @@ struct ManagerState {
   Registry registry;
   std::optional<connection::Address> address;
   std::string authkey;
+  const Context* ctx = nullptr;
   Phase phase = Phase::kInitial;
   std::optional<Process> process;
   std::shared_ptr<ManagerLink> link = std::make_shared<ManagerLink>();
@@ -174,6 +177,53 @@ void FinalizeManager(const std::shared_ptr<ManagerState>& m) {
   }
 }
 
+// The manager classes whose registrations a spawned server can rebuild.
+std::mutex& ClassesMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+std::map<std::string, Registry (*)()>& Classes() {
+  static auto* classes = new std::map<std::string, Registry (*)()>;
+  return *classes;
+}
+
+Registry (*FindManagerClass(const std::string& name))() {
+  std::lock_guard<std::mutex> lock(ClassesMutex());
+  auto it = Classes().find(name);
+  return it == Classes().end() ? nullptr : it->second;
+}
+
+// The body of a server process started by spawn or forkserver: rebuilds the
+// registrations of `class_name`, runs the initializer registered as
+// `initializer` (if any) and serves.
+void ServeSpawned(std::string class_name, Object address,
+                  reduction::Bytes authkey, connection::Connection writer,
+                  std::string initializer) {
+  Registry (*registrations)() = FindManagerClass(class_name);
+  if (registrations == nullptr) {
+    throw ValueError("manager class " + class_name +
+                     " is not registered with MP_REGISTER_MANAGER");
+  }
+  std::function<void()> init;
+  if (!initializer.empty()) {
+    const reduction::RegisteredFunction* fn =
+        reduction::FindFunction(initializer);
+    if (fn == nullptr) {
+      throw ValueError("the manager's initializer '" + initializer +
+                       "' is not registered in this program");
+    }
+    init = [fn] {
+      reduction::OutOfBand args_oob, result_oob;
+      fn->call_pickled(reduction::dumps(std::tuple<>()), &args_oob,
+                       &result_oob);
+    };
+  }
+  std::optional<connection::Address> where;
+  if (!address.is_none()) where = AddressFromObject(address);
+  RunServer(registrations(), std::move(where), std::move(authkey.data),
+            std::move(writer), std::move(init));
+}
+
 std::string ShortName(std::string name) {
   size_t colon = name.rfind("::");
   if (colon != std::string::npos) name = name.substr(colon + 2);
@@ -181,11 +231,20 @@ std::string ShortName(std::string name) {
 }
 
 }  // namespace
+
+bool RegisterManagerClass(const std::type_info& type,
+                          Registry (*registrations)()) {
+  std::lock_guard<std::mutex> lock(ClassesMutex());
+  Classes()[multiprocessing::internal::TypeName(type)] = registrations;
+  return true;
+}
+
 }  // namespace internal
 
 BaseManager::BaseManager(std::optional<connection::Address> address,
-                         std::optional<std::string> authkey)
+                         std::optional<std::string> authkey, const Context* ctx)
     : state_(std::make_shared<internal::ManagerState>()) {
+  state_->ctx = ctx;
   state_->address = std::move(address);
   state_->authkey = authkey ? std::move(*authkey) : current_process().authkey();
 }
@@ -200,6 +259,8 @@ BaseManager::~BaseManager() {
 }
 
 BaseManager::BaseManager(BaseManager&&) noexcept = default;
+
+const Registry& BaseManager::registry() const { return state_->registry; }
 BaseManager& BaseManager::operator=(BaseManager&& other) noexcept {
   if (this != &other) {
     if (state_) {
@@ -231,15 +292,65 @@ void BaseManager::start(std::function<void()> initializer) {
                            ? "the manager is already started"
                            : "the manager has been shut down");
   }
+  const Context& ctx = m->ctx ? *m->ctx : get_context();
+  const std::string method = ctx.get_start_method().value_or("fork");
   auto [reader, writer_end] = Pipe(false);
   connection::Connection writer = writer_end;
-  Process p = get_context("fork").Process(
-      [registry = m->registry, address = m->address, authkey = m->authkey,
-       writer, initializer]() mutable {
-        internal::RunServer(std::move(registry), std::move(address),
-                            std::move(authkey), std::move(writer),
-                            std::move(initializer));
-      });
+  std::optional<Process> started;
+  if (method == "fork") {
+    started =
+        ctx.Process([registry = m->registry, address = m->address,
+                     authkey = m->authkey, writer, initializer]() mutable {
+          internal::RunServer(std::move(registry), std::move(address),
+                              std::move(authkey), std::move(writer),
+                              std::move(initializer));
+        });
+  } else {
+    // A new program image: it knows the registrations only by rebuilding
+    // them, and the initializer only by name.
+    const std::string class_key =
+        multiprocessing::internal::TypeName(typeid(*this));
+    Registry (*registrations)() = internal::FindManagerClass(class_key);
+    if (registrations == nullptr) {
+      throw ValueError(absl::StrCat(
+          "cannot start ", class_key, " with the '", method,
+          "' start method: its server process must rebuild the "
+          "registrations; add MP_REGISTER_MANAGER(",
+          internal::ShortName(class_key),
+          ") at namespace scope (and register typeids in its constructor), "
+          "or use the 'fork' start method"));
+    }
+    const Registry rebuilt = registrations();
+    for (const auto& [type_id, reg] : m->registry) {
+      if (!rebuilt.contains(type_id)) {
+        throw ValueError(absl::StrCat(
+            "cannot start ", class_key, " with the '", method,
+            "' start method: typeid '", type_id,
+            "' was registered outside the constructor, so a new server "
+            "process would not know it; register it in the constructor, or "
+            "use the 'fork' start method"));
+      }
+    }
+    std::string initializer_name;
+    if (initializer) {
+      auto* const* fn = initializer.target<void (*)()>();
+      const reduction::RegisteredFunction* registered =
+          fn ? reduction::FindFunction(reinterpret_cast<const void*>(*fn))
+             : nullptr;
+      if (registered == nullptr) {
+        throw ValueError(absl::StrCat(
+            "the initializer of a manager started with the '", method,
+            "' start method must be a plain function registered with "
+            "MP_REGISTER_FUNCTION"));
+      }
+      initializer_name = registered->name;
+    }
+    started = ctx.Process(
+        &internal::ServeSpawned, class_key,
+        m->address ? internal::AddressToObject(*m->address) : Object(),
+        reduction::Bytes{m->authkey}, writer, initializer_name);
+  }
+  Process p = *started;
   std::string name = p.name();
   size_t dash = name.find('-');
   p.set_name(class_name() +
@@ -317,8 +428,8 @@ int64_t BaseManager::number_of_objects() {
 }
 
 SyncManager::SyncManager(std::optional<connection::Address> address,
-                         std::optional<std::string> authkey)
-    : BaseManager(std::move(address), std::move(authkey)) {
+                         std::optional<std::string> authkey, const Context* ctx)
+    : BaseManager(std::move(address), std::move(authkey), ctx) {
   for (const internal::Builtin& b : internal::Builtins()) {
     register_(b.type_id, b.callable, RegisterOptions{.exposed = b.exposed});
   }
@@ -326,10 +437,14 @@ SyncManager::SyncManager(std::optional<connection::Address> address,
 
 }  // namespace multiprocessing::managers
 
+MP_REGISTER_FUNCTION(multiprocessing::managers::internal::ServeSpawned);
+MP_REGISTER_MANAGER(multiprocessing::managers::BaseManager);
+MP_REGISTER_MANAGER(multiprocessing::managers::SyncManager);
+
 namespace multiprocessing {
 
-managers::SyncManager Manager() {
-  managers::SyncManager m;
+managers::SyncManager Manager(const Context* ctx) {
+  managers::SyncManager m(std::nullopt, std::nullopt, ctx);
   m.start();
   return m;
 }

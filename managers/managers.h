@@ -32,10 +32,20 @@
 //
 // The server runs one thread per connection; each process thread using
 // proxies keeps one connection to it. start() runs the server in a child
-// process made with the fork start method (it needs the registrations, which
-// live in this program's memory); the child ends when shutdown() is called,
-// when the manager object is destroyed, or when its owner process exits or
-// dies. Proxies themselves can go to children of any start method.
+// process made with the manager's context (the default context, which follows
+// set_start_method(), unless one is given); the child ends when shutdown() is
+// called, when the manager object is destroyed, or when its owner process
+// exits or dies. Proxies themselves can go to children of any start method.
+//
+// Under fork the server inherits the registrations. Under spawn and
+// forkserver it rebuilds them by default-constructing the manager's class,
+// which therefore registers its typeids in its constructor and is named once
+// at namespace scope (BaseManager and SyncManager are already):
+//
+//   MP_REGISTER_MANAGER(MyManager);
+//
+// and start()'s initializer must then be a function registered with
+// MP_REGISTER_FUNCTION.
 #ifndef MULTIPROCESSING_MANAGERS_MANAGERS_H_
 #define MULTIPROCESSING_MANAGERS_MANAGERS_H_
 
@@ -45,12 +55,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "connection/address.h"
 #include "managers/proxy.h"
 #include "managers/referent.h"
+#include "process/context.h"
 #include "reduction/object.h"
 
 namespace multiprocessing::managers {
@@ -123,9 +135,12 @@ class BaseManager {
   // `address`: where the server listens (start(), get_server()) or is found
   // (connect()); unset: an AF_UNIX socket chosen by the server. `authkey`:
   // raw bytes; unset: current_process().authkey().
+  // `ctx`: the context whose start method start() uses; null: the default
+  // context.
   explicit BaseManager(
       std::optional<connection::Address> address = std::nullopt,
-      std::optional<std::string> authkey = std::nullopt);
+      std::optional<std::string> authkey = std::nullopt,
+      const Context* ctx = nullptr);
   virtual ~BaseManager();
   BaseManager(BaseManager&&) noexcept;
   BaseManager& operator=(BaseManager&&) noexcept;
@@ -164,6 +179,9 @@ class BaseManager {
   // The number of shared objects in the server (for tests and debugging).
   int64_t number_of_objects();
 
+  // The registrations made so far.
+  const Registry& registry() const;
+
  protected:
   // The class name used for the server process ("SyncManager-1").
   virtual std::string class_name() const;
@@ -177,7 +195,8 @@ class SyncManager : public BaseManager {
  public:
   explicit SyncManager(
       std::optional<connection::Address> address = std::nullopt,
-      std::optional<std::string> authkey = std::nullopt);
+      std::optional<std::string> authkey = std::nullopt,
+      const Context* ctx = nullptr);
   SyncManager(SyncManager&&) noexcept = default;
   SyncManager& operator=(SyncManager&&) noexcept = default;
 
@@ -230,11 +249,34 @@ class SyncManager : public BaseManager {
   std::string class_name() const override { return "SyncManager"; }
 };
 
+namespace internal {
+// Records how a server process started by spawn or forkserver rebuilds the
+// registrations of manager class `type` (see MP_REGISTER_MANAGER).
+bool RegisterManagerClass(const std::type_info& type,
+                          Registry (*registrations)());
+}  // namespace internal
+
 }  // namespace multiprocessing::managers
 
+#define MP_MANAGERS_CONCAT_INNER(a, b) a##b
+#define MP_MANAGERS_CONCAT(a, b) MP_MANAGERS_CONCAT_INNER(a, b)
+
+// At namespace scope: lets start() run the server of manager class `Class`
+// (default-constructible, registering its typeids in its constructor) under
+// the spawn and forkserver start methods.
+#define MP_REGISTER_MANAGER(Class)                                        \
+  [[maybe_unused]] static const bool MP_MANAGERS_CONCAT(                  \
+      mp_manager_registered_, __LINE__) =                                 \
+      ::multiprocessing::managers::internal::RegisterManagerClass(        \
+          typeid(Class), +[]() -> ::multiprocessing::managers::Registry { \
+            Class manager;                                                \
+            return manager.registry();                                    \
+          })
+
 namespace multiprocessing {
-// A started SyncManager.
-managers::SyncManager Manager();
+// A started SyncManager, its server process made with `ctx`'s start method
+// (the default context's when null).
+managers::SyncManager Manager(const Context* ctx = nullptr);
 }  // namespace multiprocessing
 
 #endif  // MULTIPROCESSING_MANAGERS_MANAGERS_H_

@@ -101,8 +101,9 @@ MP_REGISTER_FUNCTION(ChildHoldsProxy);
 
 class StartMethods : public ::testing::TestWithParam<const char*> {};
 
+// The manager's server and the children both use the start method.
 TEST_P(StartMethods, ProxiesReachChildrenAndChangesComeBack) {
-  auto manager = mp::Manager();
+  auto manager = mp::Manager(&mp::get_context(GetParam()));
   auto d = manager.dict();
   auto l = manager.list(Range(5));
   auto ns = manager.Namespace();
@@ -120,7 +121,7 @@ TEST_P(StartMethods, ProxiesReachChildrenAndChangesComeBack) {
 }
 
 TEST_P(StartMethods, SynchronisationPrimitivesAcrossProcesses) {
-  auto manager = mp::Manager();
+  auto manager = mp::Manager(&mp::get_context(GetParam()));
   auto q = manager.Queue();
   auto e = manager.Event();
   auto lock = manager.Lock();
@@ -355,16 +356,127 @@ struct Pid {
 };
 MP_EXPOSE(Pid, pid);
 
+// Set by a manager's initializer in its server process.
+int g_marker = 0;
+void SetMarker() { g_marker = 7; }
+MP_REGISTER_FUNCTION(SetMarker);
+struct Marker {
+  int get() { return g_marker; }
+};
+MP_EXPOSE(Marker, get);
+
 class CounterManager : public managers::BaseManager {
  public:
-  using BaseManager::BaseManager;
-  CounterManager() {
+  explicit CounterManager(const mp::Context* ctx = nullptr)
+      : BaseManager(std::nullopt, std::nullopt, ctx) {
     register_("Counter", managers::Factory<Counter>());
     register_("PrivateCounter", managers::Factory<Counter>(),
               {.exposed = std::vector<std::string>{"get", "_reset"}});
     register_("Pid", managers::Factory<Pid>());
+    register_("Marker", managers::Factory<Marker>());
   }
 };
+MP_REGISTER_MANAGER(CounterManager);
+
+std::string ReadFile(const std::string& path) {
+  std::string text;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  return text;
+}
+
+int ParentPidOf(int pid) {
+  // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  int ppid = -1;
+  std::sscanf(stat.c_str() + close + 1, " %*c %d", &ppid);
+  return ppid;
+}
+
+class ManagerStartMethods : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ManagerStartMethods, ServerProcessIsMadeWithTheStartMethod) {
+  const std::string method = GetParam();
+  CounterManager manager(&mp::get_context(method));
+  manager.start(SetMarker);
+  const int server = manager.create("Pid")._callmethod<int>("pid");
+  ASSERT_NE(server, ::getpid());
+  // A forked server runs this program's image as it was; spawn and
+  // forkserver ones were started from a new one (another command line), and
+  // forkserver's are children of the fork server.
+  const bool same_image =
+      ReadFile("/proc/" + std::to_string(server) + "/cmdline") ==
+      ReadFile("/proc/self/cmdline");
+  EXPECT_EQ(same_image, method == "fork");
+  EXPECT_EQ(ParentPidOf(server) == ::getpid(), method != "forkserver");
+  // The registrations and the initializer reached the server.
+  EXPECT_EQ(manager.create("Marker")._callmethod<int>("get"), 7);
+  auto c = manager.create("Counter");
+  EXPECT_EQ(c._callmethod<int>("increment", 2), 2);
+  manager.shutdown();
+  EXPECT_TRUE(WaitPidGone(server, kDeadline));
+}
+
+TEST_P(ManagerStartMethods, DefaultContextFollowsSetStartMethod) {
+  const std::string method = GetParam();
+  const std::string before = mp::get_start_method().value_or("fork");
+  mp::set_start_method(method, /*force=*/true);
+  CounterManager manager;
+  manager.start();
+  mp::set_start_method(before, /*force=*/true);
+  const int server = manager.create("Pid")._callmethod<int>("pid");
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(server) + "/cmdline") ==
+                ReadFile("/proc/self/cmdline"),
+            method == "fork");
+  auto d = mp::Manager(&mp::get_context(method));
+  auto l = d.list(Range(3));
+  l.append(3);
+  EXPECT_EQ(l.str(), "[0, 1, 2, 3]");
+}
+
+void OwnerStartsManagerWith(std::string method, mp::Connection report) {
+  CounterManager manager(&mp::get_context(method));
+  manager.start();
+  report.send(manager.create("Pid")._callmethod<int>("pid"));
+  report.recv();  // killed while waiting here
+}
+MP_REGISTER_FUNCTION(OwnerStartsManagerWith);
+
+TEST_P(ManagerStartMethods, ServerEndsWhenItsOwnerDies) {
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process owner(OwnerStartsManagerWith, std::string(GetParam()), theirs);
+  owner.start();
+  ASSERT_TRUE(mine.poll(kDeadline));
+  int server_pid = mine.recv<int>();
+  owner.kill();
+  owner.join(kDeadline);
+  EXPECT_TRUE(WaitPidGone(server_pid, kDeadline));
+}
+
+INSTANTIATE_TEST_SUITE_P(Managers, ManagerStartMethods,
+                         ::testing::Values("fork", "spawn", "forkserver"));
+
+TEST(BaseManager, SpawnNeedsRegistrationsANewProcessCanRebuild) {
+  // A typeid registered after construction is unknown to a new image.
+  CounterManager late(&mp::get_context("spawn"));
+  late.register_("Late", managers::Factory<Counter>());
+  EXPECT_THROW(late.start(), mp::ValueError);
+  // An initializer must be a registered function there.
+  CounterManager lambda(&mp::get_context("forkserver"));
+  EXPECT_THROW(lambda.start([] {}), mp::ValueError);
+  // Both are fine under fork.
+  CounterManager forked(&mp::get_context("fork"));
+  forked.register_("Late", managers::Factory<Counter>());
+  forked.start([] { g_marker = 3; });
+  EXPECT_EQ(forked.create("Late")._callmethod<int>("increment", 1), 1);
+  EXPECT_EQ(forked.create("Marker")._callmethod<int>("get"), 3);
+}
 
 TEST(BaseManager, RegisteredTypesAndExposure) {
   CounterManager manager;
@@ -401,25 +513,6 @@ TEST(BaseManager, ServerDeathIsAClearErrorNotAHang) {
   ASSERT_TRUE(WaitPidGone(server_pid, kDeadline));
   EXPECT_THROW(c._callmethod("get"), mp::Exception);
   manager.shutdown();
-}
-
-void OwnerStartsManager(mp::Connection report) {
-  CounterManager manager;
-  manager.start();
-  report.send(manager.create("Pid")._callmethod<int>("pid"));
-  report.recv();  // killed while waiting here
-}
-MP_REGISTER_FUNCTION(OwnerStartsManager);
-
-TEST(BaseManager, ServerEndsWhenItsOwnerDies) {
-  auto [mine, theirs] = mp::Pipe();
-  mp::Process owner(OwnerStartsManager, theirs);
-  owner.start();
-  ASSERT_TRUE(mine.poll(kDeadline));
-  int server_pid = mine.recv<int>();
-  owner.kill();
-  owner.join(kDeadline);
-  EXPECT_TRUE(WaitPidGone(server_pid, kDeadline));
 }
 
 void RemoteServe(managers::Server* server) { server->serve_forever(); }
