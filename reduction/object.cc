@@ -10,12 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
 #include "reduction/internal/object_nodes.h"
+#include "reduction/internal/wire.h"
 
 namespace multiprocessing::reduction {
 
 using internal::ContainerBase;
 using internal::ObjectAccess;
 using internal::SeqNode;
+using internal::SliceNode;
 using internal::StrNode;
 using internal::TableNode;
 
@@ -83,6 +85,74 @@ const Object* TableNode::Find(const Object& key) const {
 }
 
 }  // namespace internal
+
+// ---------------------------------------------------------------------------------------------------
+// Range and Slice
+
+uint64_t Range::length() const noexcept {
+  if (step > 0 && start < stop) {
+    uint64_t span = static_cast<uint64_t>(stop) - static_cast<uint64_t>(start);
+    return (span - 1) / static_cast<uint64_t>(step) + 1;
+  }
+  if (step < 0 && start > stop) {
+    uint64_t span = static_cast<uint64_t>(start) - static_cast<uint64_t>(stop);
+    return (span - 1) / (0 - static_cast<uint64_t>(step)) + 1;
+  }
+  return 0;
+}
+
+int64_t Range::at(int64_t index) const {
+  absl::int128 n = length();
+  absl::int128 i = index < 0 ? n + index : absl::int128(index);
+  if (i < 0 || i >= n) throw IndexError("range object index out of range");
+  return static_cast<int64_t>(start + i * step);
+}
+
+bool Range::contains(int64_t value) const noexcept {
+  absl::int128 v = value;
+  if (step > 0) {
+    return start <= value && value < stop && (v - start) % step == 0;
+  }
+  if (step < 0) {
+    return stop < value && value <= start &&
+           (absl::int128(start) - v) % step == 0;
+  }
+  return false;
+}
+
+bool operator==(const Range& a, const Range& b) noexcept {
+  uint64_t n = a.length();
+  if (n != b.length()) return false;
+  if (n == 0) return true;
+  if (a.start != b.start) return false;
+  return n == 1 || a.step == b.step;
+}
+
+Slice::Indices Slice::indices(size_t length) const {
+  int64_t st = step.value_or(1);
+  if (st == 0) throw ValueError("slice step cannot be zero");
+  if (st < -std::numeric_limits<int64_t>::max())
+    st = -std::numeric_limits<int64_t>::max();
+  auto len = static_cast<int64_t>(
+      std::min<size_t>(length, std::numeric_limits<int64_t>::max()));
+  auto adjust = [&](const std::optional<int64_t>& v, int64_t fallback) {
+    if (!v) return fallback;
+    int64_t x = *v;
+    if (x < 0) {
+      x = x < -len ? (st < 0 ? -1 : 0) : x + len;
+    } else if (x >= len) {
+      x = st < 0 ? len - 1 : len;
+    }
+    return x;
+  };
+  Indices out;
+  out.step = st;
+  out.start = adjust(start, st < 0 ? len - 1 : 0);
+  out.stop = adjust(stop, st < 0 ? -1 : len);
+  out.count =
+      static_cast<size_t>(Range{out.start, out.stop, out.step}.length());
+  return out;
+}
 
 namespace {
 
@@ -207,18 +277,18 @@ void ForEachCodePoint(std::string_view s, F&& f) {
   }
 }
 
-struct Range {
+struct CodePointRange {
   uint32_t lo, hi;
 };
-constexpr Range kNonPrintable[] = {
+constexpr CodePointRange kNonPrintable[] = {
 #include "reduction/internal/unicode_nonprintable.inc"
 };
 
 bool IsPrintable(uint32_t cp) {
   if (cp >= 0x20 && cp < 0x7F) return true;
-  auto it =
-      std::upper_bound(std::begin(kNonPrintable), std::end(kNonPrintable), cp,
-                       [](uint32_t v, const Range& r) { return v < r.lo; });
+  auto it = std::upper_bound(
+      std::begin(kNonPrintable), std::end(kNonPrintable), cp,
+      [](uint32_t v, const CodePointRange& r) { return v < r.lo; });
   if (it == std::begin(kNonPrintable)) return true;
   --it;
   return cp > it->hi;
@@ -446,6 +516,29 @@ void Repr(std::string& out, const Object& o) {
       if (frozen) out += ')';
       return;
     }
+    case Object::Type::kType:
+      out += "<class '";
+      out += o.type_object_name();
+      out += "'>";
+      return;
+    case Object::Type::kRange: {
+      const Range& r = ObjectAccess::range(o);
+      absl::StrAppend(&out, "range(", r.start, ", ", r.stop);
+      if (r.step != 1) absl::StrAppend(&out, ", ", r.step);
+      out += ')';
+      return;
+    }
+    case Object::Type::kSlice: {
+      const SliceNode& n = ObjectAccess::slice(o);
+      out += "slice(";
+      Repr(out, n.start);
+      out += ", ";
+      Repr(out, n.stop);
+      out += ", ";
+      Repr(out, n.step);
+      out += ')';
+      return;
+    }
   }
 }
 
@@ -501,6 +594,110 @@ Object Object::frozenset(std::vector<Object> items) {
   return o;
 }
 
+Object Object::builtin_type(std::string_view name) {
+  std::optional<internal::Callable> c = internal::BuiltinTypeByName(name);
+  if (!c) {
+    throw ValueError(absl::StrCat(
+        "'", absl::string_view(name.data(), std::min<size_t>(name.size(), 100)),
+        "' is not one of the built-in types an Object can hold (int, float, "
+        "str, bytes, bytearray, bool, list, tuple, dict, set, frozenset, "
+        "complex, object, type, range, slice)"));
+  }
+  Object o;
+  o.type_ = Type::kType;
+  o.lo_ = static_cast<uint64_t>(*c);
+  return o;
+}
+
+Object Object::range(int64_t stop) { return range(Range{0, stop, 1}); }
+Object Object::range(int64_t start, int64_t stop, int64_t step) {
+  return range(Range{start, stop, step});
+}
+Object Object::range(const Range& r) {
+  if (r.step == 0) throw ValueError("range() arg 3 must not be zero");
+  return ObjectAccess::Make(Type::kRange, std::make_shared<Range>(r));
+}
+
+Object Object::slice(Object start, Object stop, Object step) {
+  for (const Object* m : {&start, &stop, &step}) {
+    if (!m->is_none() && !m->is_int() && !m->is_bool()) {
+      throw TypeError(absl::StrCat("slice members must be None or int, not '",
+                                   m->type_name(), "'"));
+    }
+  }
+  auto node = std::make_shared<SliceNode>();
+  node->start = std::move(start);
+  node->stop = std::move(stop);
+  node->step = std::move(step);
+  return ObjectAccess::Make(Type::kSlice, std::move(node));
+}
+
+const char* Object::type_object_name() const {
+  if (type_ != Type::kType) WrongType(*this, "a type object");
+  return internal::BuiltinTypeName(static_cast<internal::Callable>(lo_));
+}
+
+Range Object::as_range() const {
+  if (type_ != Type::kRange) WrongType(*this, "range");
+  return ObjectAccess::range(*this);
+}
+
+const Object& Object::slice_start() const {
+  if (type_ != Type::kSlice) WrongType(*this, "slice");
+  return ObjectAccess::slice(*this).start;
+}
+const Object& Object::slice_stop() const {
+  if (type_ != Type::kSlice) WrongType(*this, "slice");
+  return ObjectAccess::slice(*this).stop;
+}
+const Object& Object::slice_step() const {
+  if (type_ != Type::kSlice) WrongType(*this, "slice");
+  return ObjectAccess::slice(*this).step;
+}
+
+Slice Object::as_slice() const {
+  if (type_ != Type::kSlice) WrongType(*this, "slice");
+  const SliceNode& n = ObjectAccess::slice(*this);
+  auto clamp = [](const Object& m) -> std::optional<int64_t> {
+    if (m.is_none()) return std::nullopt;
+    absl::uint128 mag = m.int_magnitude();
+    constexpr uint64_t kMax = std::numeric_limits<int64_t>::max();
+    if (m.int_negative()) {
+      return mag > kMax ? std::numeric_limits<int64_t>::min()
+                        : -static_cast<int64_t>(static_cast<uint64_t>(mag));
+    }
+    return mag > kMax ? std::numeric_limits<int64_t>::max()
+                      : static_cast<int64_t>(static_cast<uint64_t>(mag));
+  };
+  return Slice{clamp(n.start), clamp(n.stop), clamp(n.step)};
+}
+
+Object Object::to_list(size_t max_items) const {
+  auto check = [&](uint64_t n) {
+    if (n > max_items) {
+      throw MemoryError(absl::StrCat("list() of a ", type_name(), " of ", n,
+                                     " items is larger than the limit of ",
+                                     max_items));
+    }
+  };
+  switch (type_) {
+    case Type::kRange: {
+      Range r = ObjectAccess::range(*this);
+      check(r.length());
+      std::vector<Object> items;
+      items.reserve(static_cast<size_t>(r.length()));
+      for (int64_t v : r) items.emplace_back(v);
+      return list(std::move(items));
+    }
+    case Type::kDict:
+      check(keys().size());
+      return list(keys());
+    default:
+      check(items().size());
+      return list(items());
+  }
+}
+
 Object Object::from_sign_magnitude(bool negative, absl::uint128 magnitude) {
   Object o(magnitude);
   o.negative_ = negative && magnitude != 0;
@@ -533,6 +730,12 @@ const char* Object::type_name(Type type) noexcept {
       return "set";
     case Type::kFrozenSet:
       return "frozenset";
+    case Type::kType:
+      return "type";
+    case Type::kRange:
+      return "range";
+    case Type::kSlice:
+      return "slice";
   }
   return "?";
 }
@@ -548,6 +751,11 @@ bool Object::truth() const noexcept {
       return lo_ != 0 || hi_ != 0;
     case Type::kFloat:
       return float_ != 0;
+    case Type::kType:
+    case Type::kSlice:
+      return true;
+    case Type::kRange:
+      return !ObjectAccess::range(*this).empty();
     default:
       return size() != 0;
   }
@@ -657,6 +865,8 @@ size_t Object::size() const {
     case Type::kSet:
     case Type::kFrozenSet:
       return ObjectAccess::table(*this).keys.size();
+    case Type::kRange:
+      return static_cast<size_t>(ObjectAccess::range(*this).length());
     default:
       throw TypeError(
           absl::StrCat("object of type '", type_name(), "' has no len()"));
@@ -685,6 +895,23 @@ bool Object::contains(const Object& key) const {
                as_bytes().find(static_cast<char>(b)) != std::string::npos;
       }
       return as_bytes().find(key.as_bytes()) != std::string::npos;
+    case Type::kRange: {
+      // Only numbers equal to an int can be in a range.
+      const Range& r = ObjectAccess::range(*this);
+      if (key.is_int() || key.is_bool()) {
+        absl::uint128 m = key.int_magnitude();
+        if (m > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) +
+                    (key.int_negative() ? 1 : 0))
+          return false;
+        return r.contains(key.as_int());
+      }
+      if (key.is_float()) {
+        double f = key.as_float();
+        return std::isfinite(f) && std::trunc(f) == f && f >= -0x1p63 &&
+               f < 0x1p63 && r.contains(static_cast<int64_t>(f));
+      }
+      return false;
+    }
     default:
       throw TypeError(
           absl::StrCat("argument of type '", type_name(), "' is not iterable"));
@@ -853,6 +1080,19 @@ int64_t Object::hash() const {
       }
       return n.hash.get();
     }
+    case Type::kType:
+      return FixHash(static_cast<int64_t>(
+          absl::Hash<std::string_view>{}(type_object_name()) ^
+          0x7479706555ULL));
+    case Type::kRange: {
+      // CPython's range_hash: the tuple (len, start, step), with None for
+      // what does not matter.
+      const Range& r = ObjectAccess::range(*this);
+      uint64_t n = r.length();
+      if (n == 0) return tuple({Object(0), Object(), Object()}).hash();
+      if (n == 1) return tuple({Object(1), Object(r.start), Object()}).hash();
+      return tuple({Object(n), Object(r.start), Object(r.step)}).hash();
+    }
     default:
       throw TypeError(absl::StrCat("unhashable type: '", type_name(), "'"));
   }
@@ -880,6 +1120,7 @@ bool operator==(const Object& a, const Object& b) {
     }
   };
   if (family(a.type_) != family(b.type_)) return false;
+  if (a.type_ == T::kType) return a.lo_ == b.lo_;
   if (a.node_ == b.node_) return true;  // also None == None
   switch (a.type_) {
     case T::kStr:
@@ -916,6 +1157,13 @@ bool operator==(const Object& a, const Object& b) {
         if (y.Find(k) == nullptr) return false;
       }
       return true;
+    }
+    case T::kRange:
+      return ObjectAccess::range(a) == ObjectAccess::range(b);
+    case T::kSlice: {
+      const SliceNode& x = ObjectAccess::slice(a);
+      const SliceNode& y = ObjectAccess::slice(b);
+      return x.start == y.start && x.stop == y.stop && x.step == y.step;
     }
     default:
       return false;

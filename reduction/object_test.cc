@@ -254,5 +254,157 @@ TEST(ObjectTest, SharedContentsMayBeReadFromManyThreads) {
   EXPECT_EQ(dict.size(), 1u);
 }
 
+TEST(ObjectTest, BuiltinTypeObjects) {
+  Object f = Object::builtin_type("float");
+  EXPECT_TRUE(f.is_type());
+  EXPECT_EQ(f.type(), Object::Type::kType);
+  EXPECT_STREQ(f.type_name(), "type");
+  EXPECT_STREQ(f.type_object_name(), "float");
+  EXPECT_EQ(repr(f), "<class 'float'>");
+  EXPECT_EQ(str(f), "<class 'float'>");
+  EXPECT_TRUE(f == Object::builtin_type("float"));
+  EXPECT_FALSE(f == Object::builtin_type("int"));
+  EXPECT_FALSE(Object::builtin_type("int") == Object::builtin_type("bool"));
+  EXPECT_FALSE(f == Object("float"));
+  EXPECT_FALSE(f == Object());
+  EXPECT_EQ(f.hash(), Object::builtin_type("float").hash());
+  EXPECT_NE(f.hash(), Object::builtin_type("int").hash());
+  EXPECT_TRUE(f.truth());
+  EXPECT_THROW(f.size(), TypeError);
+  EXPECT_THROW(Object(1).type_object_name(), TypeError);
+  for (const char* name : {"int", "float", "str", "bytes", "bytearray", "bool",
+                           "list", "tuple", "dict", "set", "frozenset",
+                           "complex", "object", "type", "range", "slice"}) {
+    EXPECT_EQ(repr(Object::builtin_type(name)),
+              std::string("<class '") + name + "'>");
+  }
+  EXPECT_THROW(Object::builtin_type("NoneType"), ValueError);
+  EXPECT_THROW(Object::builtin_type("eval"), ValueError);
+  EXPECT_THROW(Object::builtin_type(""), ValueError);
+  // Usable as dict keys and set elements.
+  Object d = Object::dict(
+      {{Object::builtin_type("int"), 1}, {Object::builtin_type("str"), 2}});
+  EXPECT_EQ(d[Object::builtin_type("str")], Object(2));
+  EXPECT_EQ(repr(d), "{<class 'int'>: 1, <class 'str'>: 2}");
+}
+
+TEST(ObjectTest, Range) {
+  EXPECT_EQ(repr(Object::range(10)), "range(0, 10)");
+  EXPECT_EQ(repr(Object::range(0, 10, 2)), "range(0, 10, 2)");
+  EXPECT_EQ(repr(Object::range(10, 0, -3)), "range(10, 0, -3)");
+  EXPECT_EQ(repr(Object::range(-5)), "range(0, -5)");
+  EXPECT_STREQ(Object::range(3).type_name(), "range");
+  EXPECT_THROW(Object::range(0, 1, 0), ValueError);
+
+  EXPECT_EQ(Object::range(10).size(), 10u);
+  EXPECT_EQ(Object::range(0, 10, 3).size(), 4u);
+  EXPECT_EQ(Object::range(10, 0, -3).size(), 4u);
+  EXPECT_EQ(Object::range(5, 5).size(), 0u);
+  EXPECT_EQ(Object::range(5, 0).size(), 0u);
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(Range({kMin, kMax, 1}).length(), ~uint64_t{0});
+  EXPECT_EQ(Range({kMax, kMin, -1}).length(), ~uint64_t{0});
+  EXPECT_EQ(Range({kMin, kMax, kMax}).length(), 3u);
+  EXPECT_EQ(Range({kMax, kMin, kMin}).length(), 2u);
+  EXPECT_FALSE(Object::range(0).truth());
+  EXPECT_TRUE(Object::range(1).truth());
+
+  // == and hash as Python: the same sequence.
+  EXPECT_TRUE(Object::range(0) == Object::range(5, 5));
+  EXPECT_TRUE(Object::range(0, 3, 2) == Object::range(0, 4, 2));
+  EXPECT_TRUE(Object::range(1, 2, 5) == Object::range(1, 2, 7));
+  EXPECT_FALSE(Object::range(0, 3) == Object::range(0, 3, 2));
+  EXPECT_FALSE(Object::range(3) == Object::list({0, 1, 2}));
+  EXPECT_EQ(Object::range(0).hash(), Object::range(5, 5).hash());
+  EXPECT_EQ(Object::range(0, 3, 2).hash(), Object::range(0, 4, 2).hash());
+  EXPECT_EQ(Object::range(1, 2, 5).hash(), Object::range(1, 2, 7).hash());
+  EXPECT_NE(Object::range(0, 3).hash(), Object::range(0, 3, 2).hash());
+
+  // Membership and indexing are computed.
+  Object big = Object::range(kMin, kMax, 3);
+  EXPECT_TRUE(big.contains(Object(kMin + 3)));
+  EXPECT_FALSE(big.contains(Object(kMin + 4)));
+  EXPECT_TRUE(Object::range(10, 0, -3).contains(Object(4)));
+  EXPECT_FALSE(Object::range(10, 0, -3).contains(Object(0)));
+  EXPECT_TRUE(Object::range(3).contains(Object(2.0)));
+  EXPECT_TRUE(Object::range(3).contains(Object(true)));
+  EXPECT_FALSE(Object::range(3).contains(Object(2.5)));
+  EXPECT_FALSE(Object::range(3).contains(Object("1")));
+  EXPECT_FALSE(Object::range(3).contains(Object(~absl::uint128(0))));
+  Range r = Object::range(10, 0, -3).as_range();
+  EXPECT_EQ(r.at(0), 10);
+  EXPECT_EQ(r.at(-1), 1);
+  EXPECT_EQ(r.at(3), 1);
+  EXPECT_THROW(r.at(4), IndexError);
+  EXPECT_THROW(r.at(-5), IndexError);
+  EXPECT_EQ(big.as_range().at(-1), kMax - 3);
+  std::vector<int64_t> seen;
+  for (int64_t v : r) seen.push_back(v);
+  EXPECT_EQ(seen, (std::vector<int64_t>{10, 7, 4, 1}));
+  seen.clear();
+  for (int64_t v : Range{kMax - 2, kMax, 1}) seen.push_back(v);
+  EXPECT_EQ(seen, (std::vector<int64_t>{kMax - 2, kMax - 1}));
+  EXPECT_THROW(Object(1).as_range(), TypeError);
+
+  // list(range) is refused for absurd sizes.
+  EXPECT_EQ(repr(Object::range(1, 7, 2).to_list()), "[1, 3, 5]");
+  EXPECT_THROW(big.to_list(), MemoryError);
+  EXPECT_THROW(Object::range(11).to_list(10), MemoryError);
+  EXPECT_EQ(Object::range(10).to_list(10).size(), 10u);
+  EXPECT_EQ(repr(Object::tuple({1, 2}).to_list()), "[1, 2]");
+  EXPECT_EQ(repr(Object::dict({{"a", 1}}).to_list()), "['a']");
+}
+
+TEST(ObjectTest, Slice) {
+  Object s = Object::slice(1, 3);
+  EXPECT_TRUE(s.is_slice());
+  EXPECT_STREQ(s.type_name(), "slice");
+  EXPECT_EQ(repr(s), "slice(1, 3, None)");
+  EXPECT_EQ(repr(Object::slice(nullptr, -1, -2)), "slice(None, -1, -2)");
+  EXPECT_EQ(s.slice_start(), Object(1));
+  EXPECT_TRUE(s.slice_step().is_none());
+  EXPECT_TRUE(s == Object::slice(1, 3, nullptr));
+  EXPECT_FALSE(s == Object::slice(1, 3, 1));
+  EXPECT_FALSE(s == Object::tuple({1, 3, nullptr}));
+  EXPECT_THROW(s.hash(), TypeError);  // unhashable in CPython 3.11
+  EXPECT_THROW(Object::slice("a", 1), TypeError);
+  EXPECT_THROW(Object::slice(1.5, 1), TypeError);
+  EXPECT_THROW(Object(1).slice_start(), TypeError);
+  EXPECT_TRUE(s.truth());
+  EXPECT_THROW(s.size(), TypeError);
+
+  // slice.indices(), as CPython computes it.
+  auto indices = [](Object sl, size_t n) {
+    Slice::Indices i = sl.as_slice().indices(n);
+    return std::vector<int64_t>{i.start, i.stop, i.step,
+                                static_cast<int64_t>(i.count)};
+  };
+  EXPECT_EQ(indices(Object::slice(1, 3), 5),
+            (std::vector<int64_t>{1, 3, 1, 2}));
+  EXPECT_EQ(indices(Object::slice(nullptr, nullptr, -1), 5),
+            (std::vector<int64_t>{4, -1, -1, 5}));
+  EXPECT_EQ(indices(Object::slice(-2, nullptr), 5),
+            (std::vector<int64_t>{3, 5, 1, 2}));
+  EXPECT_EQ(indices(Object::slice(-100, 100, 2), 5),
+            (std::vector<int64_t>{0, 5, 2, 3}));
+  EXPECT_EQ(indices(Object::slice(100, -100, -2), 5),
+            (std::vector<int64_t>{4, -1, -2, 3}));
+  EXPECT_EQ(indices(Object::slice(3, 1), 5),
+            (std::vector<int64_t>{3, 1, 1, 0}));
+  EXPECT_EQ(indices(Object::slice(1, 3), 0),
+            (std::vector<int64_t>{0, 0, 1, 0}));
+  // Members beyond 64 bits clamp, which keeps indices() as Python's.
+  Object huge = Object::slice(nullptr, Object(absl::uint128(1) << 70),
+                              Object::from_sign_magnitude(true, 1));
+  EXPECT_EQ(indices(huge, 5), (std::vector<int64_t>{4, 4, -1, 0}));
+  Object huge_step =
+      Object::slice(nullptr, nullptr,
+                    Object::from_sign_magnitude(true, absl::uint128(1) << 100));
+  EXPECT_EQ(indices(huge_step, 5),
+            (std::vector<int64_t>{4, -1, -9223372036854775807, 1}));
+  EXPECT_THROW(Object::slice(1, 2, 0).as_slice().indices(5), ValueError);
+}
+
 }  // namespace
 }  // namespace multiprocessing::reduction

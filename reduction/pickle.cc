@@ -199,6 +199,64 @@ void Writer::write_global(std::string_view module, std::string_view name) {
   len_ += 3 + module.size() + name.size();
 }
 
+void Writer::write_builtin_global(Callable c) {
+  if (protocol_ < 4) {
+    write_global("builtins", protocol_ < 3 ? internal::Python2TypeName(c)
+                                           : internal::BuiltinTypeName(c));
+    return;
+  }
+  // As CPython: SHORT_BINUNICODE 'builtins', SHORT_BINUNICODE name,
+  // STACK_GLOBAL (without the memo entries, which nothing refers to).
+  std::string_view name = internal::BuiltinTypeName(c);
+  char* p = room(13 + name.size());
+  p[0] = static_cast<char>(op::kShortBinUnicode);
+  p[1] = 8;
+  std::memcpy(p + 2, "builtins", 8);
+  p[10] = static_cast<char>(op::kShortBinUnicode);
+  p[11] = static_cast<char>(name.size());
+  std::memcpy(p + 12, name.data(), name.size());
+  p[12 + name.size()] = static_cast<char>(op::kStackGlobal);
+  len_ += 13 + name.size();
+}
+
+void Writer::write_builtin_type(std::string_view name) {
+  std::optional<Callable> c = internal::BuiltinTypeByName(name);
+  if (!c) {
+    throw PicklingError(absl::StrCat(
+        "'", absl::string_view(name.data(), std::min<size_t>(name.size(), 100)),
+        "' is not a built-in type this library pickles"));
+  }
+  write_builtin_global(*c);
+}
+
+void Writer::begin_call(std::string_view name) {
+  std::optional<Callable> c = internal::BuiltinTypeByName(name);
+  if (!c || (*c != Callable::kBytes && *c != Callable::kByteArray &&
+             *c != Callable::kSet && *c != Callable::kFrozenSet &&
+             *c != Callable::kRange && *c != Callable::kSlice)) {
+    throw PicklingError(absl::StrCat(
+        "cannot pickle a call of '",
+        absl::string_view(name.data(), std::min<size_t>(name.size(), 100)),
+        "': only bytes, bytearray, set, frozenset, range and slice"));
+  }
+  write_builtin_global(*c);
+  put(op::kMark);
+}
+
+void Writer::end_call() {
+  put(op::kTuple);
+  put(op::kReduce);
+}
+
+void Writer::write_range(const Range& r) {
+  if (r.step == 0) throw PicklingError("range() with a step of 0");
+  begin_call("range");
+  write_int(r.start);
+  write_int(r.stop);
+  write_int(r.step);
+  end_call();
+}
+
 void Writer::write_bytes(std::string_view data) {
   if (protocol_ >= 3) {
     write_sized(op::kShortBinBytes, op::kBinBytes,
@@ -432,12 +490,123 @@ struct ReaderAccess {
     return out;
   }
 
-  // The Callable a GLOBAL at the read position names, without consuming it.
+  // Whether [p, e) starts with a global in the form CPython writes from
+  // protocol 4: SHORT_BINUNICODE 'builtins', SHORT_BINUNICODE name (each
+  // perhaps memoized), STACK_GLOBAL. A reader that pulls values cannot tell
+  // the two strs from a pair of values until it sees the STACK_GLOBAL, so it
+  // looks ahead for this one form; the Object decoder reads the others.
+  static bool MatchStackGlobal(const uint8_t* p, const uint8_t* e,
+                               std::string_view* module,
+                               std::string_view* name) {
+    auto str = [&](std::string_view* out) {
+      if (e - p < 2 || p[0] != op::kShortBinUnicode || e - p - 2 < p[1])
+        return false;
+      if (out) *out = {reinterpret_cast<const char*>(p + 2), p[1]};
+      p += 2 + p[1];
+      for (;;) {
+        if (p != e && *p == op::kMemoize) {
+          p += 1;
+        } else if (e - p >= 2 && *p == op::kBinPut) {
+          p += 2;
+        } else if (e - p >= 5 && *p == op::kLongBinPut) {
+          p += 5;
+        } else {
+          return true;
+        }
+      }
+    };
+    if (e - p < 10 || p[1] != 8 || std::memcmp(p + 2, "builtins", 8) != 0)
+      return false;
+    return str(module) && str(name) && p != e && *p == op::kStackGlobal;
+  }
+
+  // Consumes a GLOBAL, or the STACK_GLOBAL form above, recording memo
+  // entries; UnpicklingError for globals that are not allowed.
+  static Callable ReadAnyGlobal(Reader& r) {
+    if (r.peek() == op::kGlobal) return r.read_global();
+    size_t start = r.offset();
+    std::string_view module, name;
+    if (!MatchStackGlobal(r.pos_, r.end_, &module, &name))
+      r.fail_type("a global");
+    Callable callable = ResolveGlobal(module, name);
+    for (std::string_view part : {module, name}) {
+      size_t at = r.offset();
+      r.pos_ += 2 + part.size();
+      r.note_memo(at);
+    }
+    ++r.pos_;  // STACK_GLOBAL
+    r.note_memo(start);
+    return callable;
+  }
+
+  // The Callable a global at the read position names, without consuming it.
   static Callable PeekGlobal(Reader& r) {
     Reader::Checkpoint c = r.checkpoint();
-    Callable callable = r.read_global();
+    Callable callable = ReadAnyGlobal(r);
     r.restore(c);
     return callable;
+  }
+
+  // A global and what it stands for: the call of a constructor (set(...),
+  // bytes(...), range(...), ...) when arguments and REDUCE follow, else the
+  // type object itself.
+  static Object LoadGlobal(Reader& r) {
+    Callable callable = PeekGlobal(r);
+    bool is_global_op = r.peek() == op::kGlobal;
+    std::optional<Object> out;
+    switch (callable) {
+      case Callable::kSet:
+      case Callable::kFrozenSet:
+        if (is_global_op) {
+          r.attempt([&] {
+            std::vector<Object> items;
+            auto item = [&] { items.push_back(r.load<Object>()); };
+            auto truncate = [&](size_t n) { items.resize(n); };
+            r.read_sequence(Reader::kSet, item, truncate);
+            out = callable == Callable::kSet
+                      ? Object::set(std::move(items))
+                      : Object::frozenset(std::move(items));
+          });
+        }
+        break;
+      case Callable::kCodecsEncode:
+      case Callable::kBytes:
+      case Callable::kByteArray:
+        if (is_global_op) {
+          auto call = [&] {
+            bool is_bytearray = false;
+            std::string data = ReadReducedBytes(r, &is_bytearray);
+            out = is_bytearray ? Object::bytearray(data) : Object::bytes(data);
+          };
+          if (callable == Callable::kCodecsEncode) {
+            call();
+          } else {
+            r.attempt(call);
+          }
+        }
+        if (callable == Callable::kCodecsEncode && !out)
+          r.fail_type("a global in the form CPython writes");
+        break;
+      case Callable::kRange:
+      case Callable::kSlice:
+        r.attempt([&] {
+          ReadAnyGlobal(r);
+          std::vector<Object> args;
+          auto item = [&] { args.push_back(r.load<Object>()); };
+          auto truncate = [&](size_t n) { args.resize(n); };
+          size_t args_start = r.offset();
+          r.read_sequence(Reader::kTuple, item, truncate);
+          r.note_memo(args_start);
+          r.expect(op::kReduce, "REDUCE");
+          out = CallBuiltin(callable, args);
+        });
+        break;
+      default:
+        break;
+    }
+    if (out) return std::move(*out);
+    ReadAnyGlobal(r);
+    return Object::builtin_type(BuiltinTypeName(callable));
   }
 
   // One Object, with the tuples CPython writes after their items (TUPLE1..3)
@@ -510,6 +679,9 @@ struct ReaderAccess {
       case op::kBinFloat:
         return Object(r.read_float());
       case op::kShortBinUnicode:
+        if (MatchStackGlobal(r.pos_, r.end_, nullptr, nullptr))
+          return LoadGlobal(r);
+        return Object(r.read_str());
       case op::kBinUnicode:
       case op::kBinUnicode8:
         return Object(r.read_str());
@@ -542,21 +714,8 @@ struct ReaderAccess {
         r.read_dict(item, truncate);
         return Object::dict(std::move(items));
       }
-      case op::kGlobal: {
-        Callable callable = PeekGlobal(r);
-        if (callable == Callable::kSet || callable == Callable::kFrozenSet) {
-          std::vector<Object> items;
-          auto item = [&] { items.push_back(r.load<Object>()); };
-          auto truncate = [&](size_t n) { items.resize(n); };
-          r.read_sequence(Reader::kSet, item, truncate);
-          return callable == Callable::kSet
-                     ? Object::set(std::move(items))
-                     : Object::frozenset(std::move(items));
-        }
-        bool is_bytearray = false;
-        std::string data = ReadReducedBytes(r, &is_bytearray);
-        return is_bytearray ? Object::bytearray(data) : Object::bytes(data);
-      }
+      case op::kGlobal:
+        return LoadGlobal(r);
       case op::kMark: {
         ++r.pos_;
         std::vector<Object> items;
@@ -775,7 +934,7 @@ const char* Describe(uint8_t c) {
     case op::kMark:
       return "a tuple, list, dict or frozenset";
     case op::kGlobal:
-      return "a set, frozenset, bytes or bytearray";
+      return "a global (a set, bytes, range, slice or type object)";
     case op::kStop:
       return "the end of the value";
     default:
@@ -946,6 +1105,32 @@ Object Pickler<Object>::Load(Reader& r) {
   return internal::ReaderAccess::LoadObject(r);
 }
 
+Range Pickler<Range>::Load(Reader& r) {
+  Object o = r.load<Object>();
+  if (!o.is_range())
+    throw TypeError(absl::StrCat("expected range, got ", o.type_name()));
+  return o.as_range();
+}
+
+void Pickler<Slice>::Save(Writer& w, const Slice& v) {
+  w.begin_call("slice");
+  for (const std::optional<int64_t>* m : {&v.start, &v.stop, &v.step}) {
+    if (*m) {
+      w.write_int(**m);
+    } else {
+      w.write_none();
+    }
+  }
+  w.end_call();
+}
+
+Slice Pickler<Slice>::Load(Reader& r) {
+  Object o = r.load<Object>();
+  if (!o.is_slice())
+    throw TypeError(absl::StrCat("expected slice, got ", o.type_name()));
+  return o.as_slice();
+}
+
 namespace {
 
 void SaveObject(Writer& w, const Object& o, internal::WriterState& st) {
@@ -1015,6 +1200,19 @@ void SaveObject(Writer& w, const Object& o, internal::WriterState& st) {
       w.begin_frozenset();
       for (const Object& x : o.items()) SaveObject(w, x, st);
       w.end_frozenset();
+      break;
+    case T::kType:
+      w.write_builtin_type(o.type_object_name());
+      break;
+    case T::kRange:
+      w.write_range(o.as_range());
+      break;
+    case T::kSlice:
+      w.begin_call("slice");
+      SaveObject(w, o.slice_start(), st);
+      SaveObject(w, o.slice_stop(), st);
+      SaveObject(w, o.slice_step(), st);
+      w.end_call();
       break;
   }
   --st.depth;

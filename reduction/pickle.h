@@ -9,9 +9,10 @@
 //   reduction::repr(std::make_pair(1.5, "x")) == "(1.5, 'x')"
 //
 // Supported on the wire: None, bool, int (up to 128 bits), float, str, bytes,
-// bytearray, list, tuple, dict, set and frozenset, nested, with shared
-// sub-objects (memo) and frames, protocols 2 to 5: everything CPython's
-// pickle.dumps() writes for these types. Anything else in the input (other
+// bytearray, list, tuple, dict, set and frozenset, range and slice, the type
+// objects of built-in types (`float`), nested, with shared sub-objects (memo)
+// and frames, protocols 2 to 5: everything CPython's pickle.dumps() writes for
+// these types. Anything else in the input (other
 // globals, class instances, unknown opcodes, truncated or inconsistent data)
 // raises UnpicklingError; the decoder never executes code, bounds nesting depth
 // and allocates only what the input's size justifies.
@@ -235,6 +236,20 @@ class Writer {
   void begin_frozenset();
   void end_frozenset();
 
+  // The type object of a built-in type (the names Object::builtin_type()
+  // takes), as CPython writes it: the global builtins.<name> (STACK_GLOBAL
+  // from protocol 4, GLOBAL with Python 2's names before). PicklingError for
+  // other names.
+  void write_builtin_type(std::string_view name);
+  // A call of one of the built-in constructors CPython's pickles use (bytes,
+  // bytearray, set, frozenset, range, slice): begin_call(name), each
+  // argument's save(), end_call().
+  void begin_call(std::string_view name);
+  void end_call();
+  // range(start, stop, step) as CPython writes it; PicklingError for a step of
+  // 0.
+  void write_range(const Range& r);
+
   // Shared sub-objects: memoize() right after a value assigns it the next memo
   // index; write_get(index) then stands for that value again.
   uint32_t memoize();
@@ -273,6 +288,7 @@ class Writer {
   void write_sized(uint8_t op1, uint8_t op4, uint8_t op8,
                    std::string_view data);
   void write_global(std::string_view module, std::string_view name);
+  void write_builtin_global(internal::Callable c);
   void grow(size_t n);
 
   std::string buf_;  // sized to its capacity; bytes [0, len_) are written
@@ -478,6 +494,11 @@ requires(!std::same_as<std::remove_cvref_t<T>, Object>) std::string
 // Implementation details below.
 
 namespace internal {
+
+// What REDUCE of an allowed built-in constructor with arguments `args` gives
+// (bytes, bytearray, set, frozenset, range, slice, _codecs.encode);
+// UnpicklingError for anything else.
+Object CallBuiltin(Callable callable, const std::vector<Object>& args);
 
 // The Object decoder: a stack machine for any supported pickle (also the
 // fallback of the typed path).
@@ -1036,6 +1057,18 @@ template <>
 struct Pickler<Object> {
   static void Save(Writer& w, const Object& v);
   static Object Load(Reader& r);
+};
+
+// range and slice, as CPython pickles them.
+template <>
+struct Pickler<Range> {
+  static void Save(Writer& w, const Range& v) { w.write_range(v); }
+  static Range Load(Reader& r);
+};
+template <>
+struct Pickler<Slice> {
+  static void Save(Writer& w, const Slice& v);
+  static Slice Load(Reader& r);
 };
 
 namespace internal {

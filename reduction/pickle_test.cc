@@ -408,5 +408,102 @@ TEST(PickleTest, DecodesCPythonForms) {
   EXPECT_EQ(ba[1].data, "b");
 }
 
+TEST(PickleTest, BuiltinTypesRangeAndSliceAsCPythonWritesThem) {
+  using namespace std::string_literals;  // NOLINT
+  // pickle.dumps(float, p), pickle.dumps(range(10), p),
+  // pickle.dumps(slice(1, 3), p) from CPython 3.11.
+  std::string float4 =
+      "\x80\x04\x95\x16\x00\x00\x00\x00\x00\x00\x00\x8c\x08"
+      "builtins\x94\x8c\x05"
+      "float\x94\x93\x94."s;
+  std::string float2 =
+      "\x80\x02"
+      "c__builtin__\nfloat\nq\x00."s;
+  std::string int2 =
+      "\x80\x02"
+      "c__builtin__\nlong\nq\x00."s;
+  std::string range2 =
+      "\x80\x02"
+      "c__builtin__\nxrange\nq\x00K\x00K\nK\x01\x87q\x01Rq\x02."s;
+  std::string range4 =
+      "\x80\x04\x95 \x00\x00\x00\x00\x00\x00\x00\x8c\x08"
+      "builtins\x94\x8c\x05range\x94\x93\x94K\x00K\nK\x01\x87\x94R\x94."s;
+  std::string slice3 =
+      "\x80\x03"
+      "cbuiltins\nslice\nq\x00K\x01K\x03N\x87q\x01Rq\x02."s;
+  EXPECT_EQ(repr(loads<Object>(float4)), "<class 'float'>");
+  EXPECT_EQ(repr(loads<Object>(float2)), "<class 'float'>");
+  EXPECT_EQ(repr(loads<Object>(int2)), "<class 'int'>");
+  EXPECT_EQ(repr(loads<Object>(range2)), "range(0, 10)");
+  EXPECT_EQ(repr(loads<Object>(range4)), "range(0, 10)");
+  EXPECT_EQ(repr(loads<Object>(slice3)), "slice(1, 3, None)");
+  EXPECT_EQ(loads<Range>(range4), (Range{0, 10, 1}));
+  EXPECT_EQ(loads<Range>(range2), (Range{0, 10, 1}));
+  EXPECT_EQ(loads<Slice>(slice3), (Slice{1, 3, std::nullopt}));
+  EXPECT_THROW(loads<Range>(slice3), TypeError);
+  EXPECT_THROW(loads<Slice>(float4), TypeError);
+
+  // Encoded as CPython does: STACK_GLOBAL from protocol 4, GLOBAL with Python
+  // 2's names before.
+  Object f = Object::builtin_type("float");
+  EXPECT_EQ(Hex(dumps(f)),
+            "8004951300000000000000"
+            "8c086275696c74696e738c05666c6f6174932e");
+  EXPECT_EQ(dumps(f, nullptr, 2),
+            "\x80\x02"
+            "c__builtin__\nfloat\n."s);
+  EXPECT_EQ(dumps(Object::builtin_type("int"), nullptr, 2),
+            "\x80\x02"
+            "c__builtin__\nlong\n."s);
+  EXPECT_EQ(dumps(Object::builtin_type("str"), nullptr, 3),
+            "\x80\x03"
+            "cbuiltins\nstr\n."s);
+  EXPECT_EQ(dumps(Range{0, 10, 1}, nullptr, 2),
+            "\x80\x02"
+            "c__builtin__\nxrange\n(K\x00K\nK\x01tR."s);
+  EXPECT_THROW(dumps(Range{0, 10, 0}), PicklingError);
+
+  // Round trips, typed and dynamic, in every protocol, without the fallback.
+  uint64_t fallbacks = internal::TypedFallbackCount();
+  ExpectRoundTrip(Range{-3, 100, 7});
+  ExpectRoundTrip(Slice{std::nullopt, -1, -2});
+  ExpectRoundTrip(std::vector<Range>{{0, 1, 1}, {5, 0, -1}});
+  Object mixed = Object::list(
+      {2.25, nullptr, "junk", f, Object::range(0, 10, 2), Object::slice(1, 3),
+       Object::builtin_type("bytes"), Object::builtin_type("set"),
+       Object::builtin_type("range")});
+  for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {
+    std::string data = dumps(mixed, nullptr, protocol);
+    EXPECT_TRUE(loads<Object>(data) == mixed) << protocol;
+    EXPECT_TRUE(loads<std::vector<Object>>(data) == mixed.items()) << protocol;
+  }
+  EXPECT_EQ(internal::TypedFallbackCount(), fallbacks);
+  EXPECT_EQ(
+      repr(mixed),
+      "[2.25, None, 'junk', <class 'float'>, range(0, 10, 2), slice(1, 3, "
+      "None), <class 'bytes'>, <class 'set'>, <class 'range'>]");
+  EXPECT_EQ(repr(Range{0, 10, 2}), "range(0, 10, 2)");
+  EXPECT_EQ(repr(Slice{1, 3, std::nullopt}), "slice(1, 3, None)");
+
+  // A type object followed by what looks like a constructor's arguments.
+  Object tricky =
+      Object::list({Object::builtin_type("set"), Object::list({1}),
+                    Object::builtin_type("bytes"), Object::tuple()});
+  for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {
+    std::string data = dumps(tricky, nullptr, protocol);
+    EXPECT_TRUE(loads<Object>(data) == tricky) << protocol;
+    EXPECT_TRUE(loads<std::vector<Object>>(data) == tricky.items()) << protocol;
+  }
+
+  // Anything else stays refused.
+  EXPECT_THROW(loads<Object>("\x80\x02"
+                             "c__builtin__\neval\n."s),
+               UnpicklingError);
+  EXPECT_THROW(loads<Object>("\x80\x02"
+                             "c__builtin__\nfloat\nX\x03\x00\x00\x00"
+                             "1.5\x85R."s),
+               UnpicklingError);
+}
+
 }  // namespace
 }  // namespace multiprocessing::reduction

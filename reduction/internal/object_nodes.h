@@ -79,6 +79,13 @@ struct TableNode : ContainerBase {
   const Object* Find(const Object& key) const;  // the stored key, or nullptr
 };
 
+// slice: its three members (None or int).
+struct SliceNode {
+  Object start;
+  Object stop;
+  Object step;
+};
+
 struct ObjectAccess {
   static const std::shared_ptr<void>& node(const Object& o) { return o.node_; }
   static std::shared_ptr<void>& node(Object& o) { return o.node_; }
@@ -97,6 +104,14 @@ struct ObjectAccess {
   static TableNode& table(const Object& o) {
     return *static_cast<TableNode*>(o.node_.get());
   }
+  static const Range& range(const Object& o) {
+    return *static_cast<const Range*>(o.node_.get());
+  }
+  static const SliceNode& slice(const Object& o) {
+    return *static_cast<const SliceNode*>(o.node_.get());
+  }
+  // The Callable (internal/wire.h) of a type object.
+  static uint64_t builtin(const Object& o) { return o.lo_; }
   // The container part of a list/tuple/dict/set/frozenset, nullptr for other
   // kinds.
   static ContainerBase* container(const Object& o);

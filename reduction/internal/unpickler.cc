@@ -26,11 +26,15 @@
 namespace multiprocessing::reduction::internal {
 namespace {
 
-// A stack or memo entry: an Object, or one of the allowed callables named by a
-// GLOBAL.
+// A stack or memo entry: an Object, and for what a GLOBAL / STACK_GLOBAL
+// named, the Callable (a built-in type's value is its type object;
+// `_codecs.encode` has none and can only be called).
 struct Slot {
   Object value;
   int callable = -1;  // a Callable when >= 0
+  bool is_value() const {
+    return callable != static_cast<int>(Callable::kCodecsEncode);
+  }
 };
 
 class Machine {
@@ -89,9 +93,16 @@ class Machine {
   }
   Object Pop() {
     Slot s = PopSlot();
-    if (s.callable >= 0)
+    if (!s.is_value())
       Fail("a global can only be called (REDUCE), not used as a value");
     return std::move(s.value);
+  }
+  void PushGlobal(std::string_view module, std::string_view name) {
+    Callable c = ResolveGlobal(module, name);
+    Object value;
+    if (const char* type_name = BuiltinTypeName(c))
+      value = Object::builtin_type(type_name);
+    stack_.push_back(Slot{std::move(value), static_cast<int>(c)});
   }
   Slot& Top() {
     if (stack_.size() <= Fence()) Fail("stack underflow");
@@ -105,7 +116,7 @@ class Machine {
     std::vector<Object> items;
     items.reserve(stack_.size() - fence);
     for (size_t i = fence; i < stack_.size(); ++i) {
-      if (stack_[i].callable >= 0)
+      if (!stack_[i].is_value())
         Fail("a global can only be called (REDUCE), not used as a value");
       items.push_back(std::move(stack_[i].value));
     }
@@ -118,9 +129,9 @@ class Machine {
     if (stack_.size() <= Fence())
       Fail(absl::StrCat(opname, " without a container to add to"));
     Slot& s = stack_.back();
-    if (s.callable >= 0 || s.value.type() != type) {
+    if (!s.is_value() || s.value.type() != type) {
       Fail(absl::StrCat(opname, " on a ",
-                        s.callable >= 0 ? "global" : s.value.type_name(),
+                        !s.is_value() ? "global" : s.value.type_name(),
                         " (expected a ", Object::type_name(type), ")"));
     }
     if (ObjectAccess::container(s.value)->shared_by_memo) {
@@ -163,14 +174,6 @@ class Machine {
     }
     stack_.push_back(s);
   }
-  static std::vector<Object> Elements(const Object& arg) {
-    if (arg.is_list() || arg.is_tuple() || arg.is_set() || arg.is_frozenset())
-      return arg.items();
-    throw UnpicklingError(absl::StrCat(
-        "malformed pickle: set() or frozenset() of a ", arg.type_name()));
-  }
-  Object Reduce(Callable callable, const Object& args);
-
   const uint8_t* base_;
   const uint8_t* pos_;
   const uint8_t* end_;
@@ -179,44 +182,6 @@ class Machine {
   std::vector<size_t> marks_;
   absl::flat_hash_map<uint64_t, Slot> memo_;
 };
-
-Object Machine::Reduce(Callable callable, const Object& args) {
-  const std::vector<Object>& a = args.items();
-  auto is_latin1 = [](const Object& o) {
-    if (!o.is_str()) return false;
-    const std::string& s = o.as_str();
-    return s == "latin1" || s == "latin-1" || s == "iso-8859-1" ||
-           s == "iso8859-1";
-  };
-  switch (callable) {
-    case Callable::kCodecsEncode:
-      if (a.size() == 2 && a[0].is_str() && is_latin1(a[1]))
-        return Object::bytes(Latin1FromUtf8(a[0].as_str()));
-      break;
-    case Callable::kBytes:
-      if (a.empty()) return Object::bytes("");
-      if (a.size() == 1 && (a[0].is_bytes() || a[0].is_bytearray()))
-        return Object::bytes(a[0].as_bytes());
-      break;
-    case Callable::kByteArray:
-      if (a.empty()) return Object::bytearray("");
-      if (a.size() == 1 && (a[0].is_bytes() || a[0].is_bytearray()))
-        return Object::bytearray(a[0].as_bytes());
-      if (a.size() == 2 && a[0].is_str() && is_latin1(a[1])) {
-        return Object::bytearray(Latin1FromUtf8(a[0].as_str()));
-      }
-      break;
-    case Callable::kSet:
-      if (a.empty()) return Object::set();
-      if (a.size() == 1) return Checked(Object::set(Elements(a[0])));
-      break;
-    case Callable::kFrozenSet:
-      if (a.empty()) return Object::frozenset();
-      if (a.size() == 1) return Checked(Object::frozenset(Elements(a[0])));
-      break;
-  }
-  Fail("unexpected arguments for a built-in type's constructor");
-}
 
 Object Machine::Run() {
   for (;;) {
@@ -406,8 +371,7 @@ Object Machine::Run() {
       case op::kGlobal: {
         std::string_view module = Line();
         std::string_view name = Line();
-        stack_.push_back(
-            Slot{Object(), static_cast<int>(ResolveGlobal(module, name))});
+        PushGlobal(module, name);
         break;
       }
       case op::kStackGlobal: {
@@ -415,8 +379,7 @@ Object Machine::Run() {
         Object module = Pop();
         if (!name.is_str() || !module.is_str())
           Fail("STACK_GLOBAL needs two str");
-        stack_.push_back(Slot{Object(), static_cast<int>(ResolveGlobal(
-                                            module.as_str(), name.as_str()))});
+        PushGlobal(module.as_str(), name.as_str());
         break;
       }
       case op::kReduce: {
@@ -425,7 +388,12 @@ Object Machine::Run() {
         if (callable.callable < 0)
           Fail("REDUCE of something that is not an allowed global");
         if (!args.is_tuple()) Fail("REDUCE arguments are not a tuple");
-        Push(Reduce(static_cast<Callable>(callable.callable), args));
+        try {
+          Push(Checked(CallBuiltin(static_cast<Callable>(callable.callable),
+                                   args.items())));
+        } catch (const UnpicklingError& e) {
+          Fail(e.what());
+        }
         break;
       }
       case op::kMemoize:
@@ -457,7 +425,102 @@ Object Machine::Run() {
   }
 }
 
+std::vector<Object> Elements(const Object& arg) {
+  if (arg.is_list() || arg.is_tuple() || arg.is_set() || arg.is_frozenset())
+    return arg.items();
+  throw UnpicklingError(
+      absl::StrCat("set() or frozenset() of a ", arg.type_name()));
+}
+
+bool IsLatin1(const Object& o) {
+  if (!o.is_str()) return false;
+  const std::string& s = o.as_str();
+  return s == "latin1" || s == "latin-1" || s == "iso-8859-1" ||
+         s == "iso8859-1";
+}
+
+// An int argument of range() as int64 (CPython's range takes any int).
+int64_t RangeBound(const Object& o) {
+  if (!o.is_int() && !o.is_bool())
+    throw UnpicklingError(
+        absl::StrCat("range() of a ", o.type_name(), " (expected int)"));
+  try {
+    return o.as_int();
+  } catch (const OverflowError&) {
+    throw UnpicklingError(absl::StrCat(
+        "range() bound ", repr(o),
+        " does not fit in 64 bits; only ranges with 64-bit bounds are "
+        "supported"));
+  }
+}
+
 }  // namespace
+
+Object CallBuiltin(Callable callable, const std::vector<Object>& a) {
+  switch (callable) {
+    case Callable::kCodecsEncode:
+      if (a.size() == 2 && a[0].is_str() && IsLatin1(a[1]))
+        return Object::bytes(Latin1FromUtf8(a[0].as_str()));
+      break;
+    case Callable::kBytes:
+      if (a.empty()) return Object::bytes("");
+      if (a.size() == 1 && (a[0].is_bytes() || a[0].is_bytearray()))
+        return Object::bytes(a[0].as_bytes());
+      break;
+    case Callable::kByteArray:
+      if (a.empty()) return Object::bytearray("");
+      if (a.size() == 1 && (a[0].is_bytes() || a[0].is_bytearray()))
+        return Object::bytearray(a[0].as_bytes());
+      if (a.size() == 2 && a[0].is_str() && IsLatin1(a[1]))
+        return Object::bytearray(Latin1FromUtf8(a[0].as_str()));
+      break;
+    case Callable::kSet:
+      if (a.empty()) return Object::set();
+      if (a.size() == 1) return Object::set(Elements(a[0]));
+      break;
+    case Callable::kFrozenSet:
+      if (a.empty()) return Object::frozenset();
+      if (a.size() == 1) return Object::frozenset(Elements(a[0]));
+      break;
+    case Callable::kRange:
+      if (a.size() >= 1 && a.size() <= 3) {
+        Range r;
+        if (a.size() == 1) {
+          r.stop = RangeBound(a[0]);
+        } else {
+          r.start = RangeBound(a[0]);
+          r.stop = RangeBound(a[1]);
+          if (a.size() == 3) r.step = RangeBound(a[2]);
+        }
+        if (r.step == 0) throw UnpicklingError("range() with a step of 0");
+        return Object::range(r);
+      }
+      break;
+    case Callable::kSlice:
+      if (a.size() >= 1 && a.size() <= 3) {
+        for (const Object& m : a) {
+          if (!m.is_none() && !m.is_int() && !m.is_bool()) {
+            throw UnpicklingError(
+                absl::StrCat("slice() of a ", m.type_name(),
+                             "; only slices of None and int are supported"));
+          }
+        }
+        if (a.size() == 1) return Object::slice(nullptr, a[0]);
+        return Object::slice(a[0], a[1], a.size() == 3 ? a[2] : Object());
+      }
+      break;
+    default:
+      throw UnpicklingError(absl::StrCat(
+          "calling builtins.", BuiltinTypeName(callable),
+          " is not allowed: only bytes, bytearray, set, frozenset, range and "
+          "slice are rebuilt from arguments"));
+  }
+  throw UnpicklingError(absl::StrCat("unexpected arguments for ",
+                                     callable == Callable::kCodecsEncode
+                                         ? "_codecs.encode"
+                                         : BuiltinTypeName(callable),
+                                     "()"));
+}
 
 Object LoadObject(std::string_view data) {
   Machine m(data);

@@ -91,11 +91,27 @@ class Gen:
             return frozenset(self.hashable(depth - 1) for _ in range(r.randrange(4)))
         return r.choice([None, True, False])
 
+    def special(self):
+        """A type object of a built-in type, a range or a slice."""
+        r = self.r
+        kind = r.randrange(3)
+        if kind == 0:
+            return r.choice([int, float, str, bytes, bytearray, bool, list, tuple, dict, set, frozenset,
+                             complex, object, type, range, slice])
+        if kind == 1:
+            bound = lambda: r.randrange(-2**63, 2**63) if r.random() < 0.2 else r.randrange(-50, 50)
+            step = 0
+            while step == 0:
+                step = bound()
+            return range(bound(), bound(), step)
+        member = lambda: None if r.random() < 0.3 else self.int_()
+        return slice(member(), member(), member())
+
     def value(self, depth):
         r = self.r
         if self.pool and r.random() < 0.08:
             return r.choice(self.pool)
-        kind = r.randrange(14 if depth > 0 else 8)
+        kind = r.randrange(15 if depth > 0 else 9)
         if kind == 0:
             v = self.int_()
         elif kind == 1:
@@ -112,6 +128,8 @@ class Gen:
             v = self.hashable(1)
         elif kind == 7:
             v = r.choice([[], (), {}, set(), frozenset(), "", b""])
+        elif kind == 14 or (kind == 8 and depth == 0):
+            v = self.special()
         elif kind in (8, 9):
             v = [self.value(depth - 1) for _ in range(r.randrange(6))]
         elif kind == 10:
@@ -122,7 +140,7 @@ class Gen:
             v = {self.hashable(1) for _ in range(r.randrange(6))}
         else:
             v = frozenset(self.hashable(1) for _ in range(r.randrange(6)))
-        if isinstance(v, (list, dict, str, tuple)) and r.random() < 0.3:
+        if isinstance(v, (list, dict, str, tuple, range, slice)) and r.random() < 0.3:
             self.pool.append(v)
         return v
 

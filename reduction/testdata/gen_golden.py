@@ -56,6 +56,23 @@ def values():
     yield [frozenset({1}), frozenset({2})]
     yield [1, 1.0, True, 0, False]
     yield {"nested": {"deeper": {"deepest": [1, (2, {3: {4}})]}}}
+    # Type objects of built-in types, range and slice: what CPython's connection example and manager
+    # clients send (`l[1:3]` on a list proxy calls __getitem__ with a slice).
+    yield float
+    yield [2.25, None, "junk", float]
+    yield [int, float, str, bytes, bytearray, bool, list, tuple, dict, set, frozenset, complex, object,
+           type, range, slice]
+    yield {int: "int", str: range(3), "t": (bool, 1)}
+    yield from [range(10), range(0, 10, 2), range(-5), range(10, 0, -3), range(5, 5), range(1, 2, 7),
+                range(-2**63, 2**63 - 1, 2**62), range(2**63 - 1)]
+    yield from [slice(1, 3, None), slice(None), slice(-1, None, -2), slice(None, 2**70, -1),
+                slice(True, 0, 0), slice(2**127, -2**127, None)]
+    yield ("__getitem__", (slice(1, 3, None),))
+    shared_range = range(4)
+    shared_slice = slice(1, 2)
+    yield [shared_range, shared_range, [shared_range]]
+    yield [shared_slice, shared_slice]
+    yield [float, float, [float], int]
     nested = []
     for _ in range(100):
         nested = [nested]
@@ -111,7 +128,21 @@ def hostile():
         (b"\x80\x04K\x01)R.", "REDUCE of something"),
         (b"\x80\x04(K\x01u.", "SETITEMS"),
         (pickle.dumps(Exception("x"), 4), "not allowed"),
-        (pickle.dumps(range(3), 2), "not allowed"),
+        (pickle.dumps(range(2**70), 4), "64 bits"),
+        (pickle.dumps(range(-2**63 - 1, 0), 2), "64 bits"),
+        (pickle.dumps(slice("a", 1), 4), "only slices of None and int"),
+        (pickle.dumps(slice(1.5), 2), "only slices of None and int"),
+        (b"\x80\x04\x8c\x08builtins\x94\x8c\x05float\x94\x93\x94\x8c\x031.5\x94\x85\x94R\x94.", "not allowed"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x08NoneType\x93.", "not allowed"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93.", "not allowed"),
+        (b"\x80\x02c__builtin__\nreduce\n.", "not allowed"),
+        (b"\x80\x02cbuiltins\nxrange\n.", "not allowed"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x05range\x93K\x00K\x01K\x00\x87R.", "step of 0"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x05range\x93G?\xf8\x00\x00\x00\x00\x00\x00\x85R.", "expected int"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x05range\x93(K\x00K\x01K\x01K\x01tR.", "unexpected arguments"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x05slice\x93)R.", "unexpected arguments"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x04list\x93)R.", "not allowed"),
+        (b"\x80\x04\x8c\x08builtins\x8c\x05range\x93\x8c\x03abc\x93.", "STACK_GLOBAL needs two str"),
         (pickle.dumps(1 + 2j, 4), "not allowed"),
     ]
     return cases
