@@ -14,6 +14,7 @@
 #include <span>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "pool/internal/worker.h"
@@ -93,6 +94,9 @@ namespace {
 
 using queues::internal::ShmRing;
 using Clock = std::chrono::steady_clock;
+
+// How often a thread waiting for results looks at the ring without a wake-up.
+constexpr std::chrono::milliseconds kResultPoll(10);
 
 int CheckProcesses(const PoolOptions& options) {
   int n = options.processes ? *options.processes : cpu_count();
@@ -219,18 +223,20 @@ class ProcessPoolCore final : public PoolCore {
       frame += c.payload;
       frames.push_back(std::move(frame));
     }
+    const bool callbacks = job->has_callbacks();
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ != State::kRun)
       throw ValueError("Pool not running; create a new pool for more tasks");
     if (!broken_.empty()) throw ProcessError(broken_);
     for (size_t i = 0; i < chunks.size(); ++i) {
-      uint64_t seq = ++last_seq_;
-      h.seq = seq;
+      h.seq = tasks_.next_seq();
       std::memcpy(frames[i].data(), &h, sizeof h);
-      tasks_.emplace(seq, Task{job, chunks[i].index, std::move(frames[i]), 0});
+      uint64_t seq = tasks_.Add(
+          Task{job, chunks[i].index, std::move(frames[i]), 0, callbacks});
       pending_.push_back(seq);
     }
     Dispatch();
+    NotifyResultThread();
   }
 
   void close() override {
@@ -287,6 +293,55 @@ class ProcessPoolCore final : public PoolCore {
     uint32_t chunk;
     std::string frame;
     uint64_t worker;  // 0 while pending
+    bool callbacks;   // its outcome runs a user's callback
+  };
+  // The tasks not yet settled, by sequence number. Numbers are handed out in
+  // order and mostly settle in order, so a deque indexed from the oldest
+  // unsettled one finds them without hashing.
+  class TaskTable {
+   public:
+    uint64_t next_seq() const { return base_ + log_.size(); }
+    uint64_t Add(Task task) {
+      log_.push_back(std::move(task));
+      ++live_;
+      if (log_.back().callbacks) ++callbacks_;
+      return next_seq() - 1;
+    }
+    Task* Find(uint64_t seq) {
+      if (seq < base_ || seq - base_ >= log_.size()) return nullptr;
+      Task& t = log_[seq - base_];
+      return t.job ? &t : nullptr;
+    }
+    // Settles `t`; the caller moved the job out or drops it.
+    void Erase(Task& t) {
+      t.job.reset();
+      std::string().swap(t.frame);
+      --live_;
+      if (t.callbacks) --callbacks_;
+      while (!log_.empty() && !log_.front().job) {
+        log_.pop_front();
+        ++base_;
+      }
+    }
+    template <class F>
+    void ForEach(F f) {
+      for (Task& t : log_)
+        if (t.job) f(t);
+    }
+    void Clear() {
+      base_ += log_.size();
+      log_.clear();
+      live_ = callbacks_ = 0;
+    }
+    bool empty() const { return live_ == 0; }
+    // Unsettled tasks whose outcome runs a callback.
+    size_t with_callbacks() const { return callbacks_; }
+
+   private:
+    std::deque<Task> log_;
+    uint64_t base_ = 1;  // the sequence number of log_.front()
+    size_t live_ = 0;
+    size_t callbacks_ = 0;
   };
   struct Failure {
     std::shared_ptr<JobBase> job;
@@ -346,6 +401,10 @@ class ProcessPoolCore final : public PoolCore {
   // Hands pending tasks to workers with room, least loaded first. mu_ held.
   void Dispatch() {
     std::vector<Worker*> full;  // rings with no room left this round
+    std::vector<Worker*> fed;   // rings written this round, rung at the end
+    absl::Cleanup ring = [&] {
+      for (Worker* w : fed) Ring(slots_[w->slot].bell);
+    };
     while (!pending_.empty()) {
       Worker* best = nullptr;
       for (auto& w : workers_) {
@@ -357,12 +416,12 @@ class ProcessPoolCore final : public PoolCore {
       }
       if (best == nullptr) return;
       uint64_t seq = pending_.front();
-      auto it = tasks_.find(seq);
-      if (it == tasks_.end()) {
+      Task* found = tasks_.Find(seq);
+      if (found == nullptr) {
         pending_.pop_front();
         continue;
       }
-      Task& task = it->second;
+      Task& task = *found;
       if (task.frame.size() + 64 > best->tasks->capacity()) {
         pending_.pop_front();
         failures_.push_back(
@@ -373,7 +432,7 @@ class ProcessPoolCore final : public PoolCore {
                  best->tasks->capacity() - 64,
                  "); use a smaller chunksize or pass large data another "
                  "way (shared memory)")))});
-        tasks_.erase(it);
+        tasks_.Erase(task);
         continue;
       }
       if (!best->tasks->TryWrite(task.frame)) {
@@ -384,7 +443,8 @@ class ProcessPoolCore final : public PoolCore {
       task.worker = best->id;
       best->outstanding.push_back(seq);
       if (best->quota > 0) --best->quota;
-      Ring(slots_[best->slot].bell);
+      if (std::find(fed.begin(), fed.end(), best) == fed.end())
+        fed.push_back(best);
     }
   }
 
@@ -403,6 +463,10 @@ class ProcessPoolCore final : public PoolCore {
     [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
   }
 
+  Doorbell& ResultsBell() { return slots_[processes_].bell; }
+
+  // Posts a frame of the pool's own (a worker's death, the end of the result
+  // thread) after everything the workers wrote so far.
   void PostResult(ResultKind kind, uint64_t worker, uint64_t seq,
                   std::string_view payload) {
     ResultHeader r{};
@@ -413,8 +477,15 @@ class ProcessPoolCore final : public PoolCore {
     std::string frame(sizeof r, '\0');
     std::memcpy(frame.data(), &r, sizeof r);
     frame += payload;
+    {
+      // Counted first, so that the result thread keeps reading until it has
+      // seen it.
+      std::lock_guard<std::mutex> lock(mu_);
+      ++control_;
+      NotifyResultThread();
+    }
     results_->Write(std::span<const std::string>(&frame, 1));
-    Ring(slots_[processes_].bell);
+    Ring(ResultsBell());
   }
 
   // Delivers failures collected under the lock; mu_ not held.
@@ -423,59 +494,227 @@ class ProcessPoolCore final : public PoolCore {
     failures.clear();
   }
 
-  // The result thread: every outcome, in arrival order.
-  void HandleResults() {
-    std::string frame;
-    std::vector<Failure> failures;
-    for (;;) {
-      WaitForFrame(*results_, slots_[processes_].bell, std::nullopt);
-      results_->Read(&frame);
-      ResultHeader r;
-      if (frame.size() < sizeof r) continue;  // a dead worker's torn frame
-      std::memcpy(&r, frame.data(), sizeof r);
-      if (r.magic != kResultMagic) continue;
-      std::string_view payload(frame);
-      payload.remove_prefix(sizeof r);
-      if (r.kind == kStopHandler) return;
-      if (r.kind == kWorkerDied) {
-        OnWorkerDied(r.worker, r.seq, std::string(payload));
-        continue;
-      }
-      std::shared_ptr<JobBase> job;
-      uint32_t chunk = 0;
+  // Who reads the results ring. Results are handled in the order they were
+  // written, by one thread at a time: the result thread, or a thread waiting
+  // in a synchronous call (apply, map), which then needs no wake-up from the
+  // result thread. Only the result thread runs callbacks and handles the
+  // pool's own frames; a waiting caller that meets one hands it, and what it
+  // read after it, to the result thread and stops reading.
+  enum class Reader { kNone, kThread, kCaller };
+
+  // mu_ held. Whether the result thread has something to do now.
+  bool ThreadHasWork() const {
+    return !handoff_.empty() || control_ > 0 || !failures_.empty() ||
+           (!tasks_.empty() && (helpers_ == 0 || tasks_.with_callbacks() > 0));
+  }
+  // mu_ held. Whether a waiting caller may read results now.
+  bool CallerMayRead() const {
+    return handoff_.empty() && control_ == 0 && failures_.empty() &&
+           tasks_.with_callbacks() == 0 && !finished_;
+  }
+  // mu_ held.
+  void NotifyResultThread() {
+    if (reader_ == Reader::kNone && ThreadHasWork()) results_cv_.notify_one();
+  }
+  // Wakes callers waiting for results the result thread delivered.
+  void NotifyCallers() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (helpers_ > 0) helper_cv_.notify_all();
+  }
+
+  enum class Outcome { kMore, kStop, kHandedOff };
+  struct Delivery {
+    std::shared_ptr<JobBase> job;
+    uint32_t chunk;
+    size_t frame;  // in batch_
+    uint8_t kind;
+  };
+  static constexpr size_t kBatch = 64;
+
+  // Reads the frames waiting in the ring, up to kBatch, into batch_. The
+  // caller is the reader.
+  size_t ReadBatch() {
+    size_t n = 0;
+    while (n < kBatch && !results_->Empty()) {
+      if (batch_.size() == n) batch_.emplace_back();
+      if (batch_[n].capacity() > (size_t{1} << 20))
+        std::string().swap(batch_[n]);
+      if (!results_->Read(&batch_[n])) break;
+      ++n;
+    }
+    return n;
+  }
+
+  // Handles batch_[begin, n) in order; the caller is the reader. Runs of
+  // results are settled under one lock, with one Dispatch().
+  Outcome HandleBatch(size_t begin, size_t n, bool thread) {
+    size_t i = begin;
+    while (i < n) {
+      std::vector<Failure> failures;
+      size_t stop = n;  // the first frame this run leaves to the code below
       {
         std::lock_guard<std::mutex> lock(mu_);
-        auto it = tasks_.find(r.seq);
-        if (it == tasks_.end()) continue;  // already failed
-        job = std::move(it->second.job);
-        chunk = it->second.chunk;
-        tasks_.erase(it);
-        for (auto& w : workers_) {
-          if (w->id != r.worker) continue;
-          auto pos =
-              std::find(w->outstanding.begin(), w->outstanding.end(), r.seq);
-          if (pos != w->outstanding.end()) w->outstanding.erase(pos);
-          w->ema_ns =
-              w->ema_ns <= 0
-                  ? static_cast<double>(r.elapsed_ns)
-                  : 0.8 * w->ema_ns + 0.2 * static_cast<double>(r.elapsed_ns);
-          break;
+        for (; i < n; ++i) {
+          ResultHeader r;
+          const std::string& frame = batch_[i];
+          if (frame.size() < sizeof r) continue;  // a dead worker's torn frame
+          std::memcpy(&r, frame.data(), sizeof r);
+          if (r.magic != kResultMagic) continue;
+          if (r.kind == kStopHandler || r.kind == kWorkerDied) {
+            stop = i;
+            break;
+          }
+          Task* t = tasks_.Find(r.seq);
+          if (t == nullptr) continue;  // already failed
+          if (!thread && t->callbacks) {
+            stop = i;
+            break;
+          }
+          delivered_.push_back({std::move(t->job), t->chunk, i, r.kind});
+          for (auto& w : workers_) {
+            if (w->id != r.worker) continue;
+            auto pos =
+                std::find(w->outstanding.begin(), w->outstanding.end(), r.seq);
+            if (pos != w->outstanding.end()) w->outstanding.erase(pos);
+            w->ema_ns =
+                w->ema_ns <= 0
+                    ? static_cast<double>(r.elapsed_ns)
+                    : 0.8 * w->ema_ns + 0.2 * static_cast<double>(r.elapsed_ns);
+            break;
+          }
+          tasks_.Erase(*t);
         }
         Dispatch();
-        failures.swap(failures_);
+        if (thread) failures.swap(failures_);
         if (tasks_.empty()) done_cv_.notify_all();
+        if (stop < n && !thread) {
+          // Not for a caller: the rest goes to the result thread, in order.
+          for (size_t j = stop; j < n; ++j)
+            handoff_.push_back(std::move(batch_[j]));
+          NotifyResultThread();
+        }
       }
-      DeliverFailures(failures);
-      if (r.kind == kResultOk) {
-        job->Deliver(chunk, payload);
-      } else {
-        size_t nul = payload.find('\0');
-        std::string_view name = payload.substr(0, nul);
-        std::string message(nul == std::string_view::npos
-                                ? std::string_view()
-                                : payload.substr(nul + 1));
-        job->Fail(chunk, Rebuild(name, message));
+      if (thread) DeliverFailures(failures);
+      for (Delivery& d : delivered_) Deliver(d);
+      delivered_.clear();
+      if (thread) NotifyCallers();
+      if (stop == n) break;
+      if (!thread) return Outcome::kHandedOff;
+      ResultHeader r;
+      std::memcpy(&r, batch_[stop].data(), sizeof r);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --control_;
       }
+      if (r.kind == kStopHandler) return Outcome::kStop;
+      std::string how(batch_[stop].substr(sizeof r));
+      OnWorkerDied(r.worker, r.seq, how);
+      NotifyCallers();
+      i = stop + 1;
+    }
+    return Outcome::kMore;
+  }
+
+  void Deliver(Delivery& d) {
+    std::string_view payload(batch_[d.frame]);
+    payload.remove_prefix(sizeof(ResultHeader));
+    if (d.kind == kResultOk) {
+      d.job->Deliver(d.chunk, payload);
+    } else {
+      size_t nul = payload.find('\0');
+      std::string_view name = payload.substr(0, nul);
+      std::string message(nul == std::string_view::npos
+                              ? std::string_view()
+                              : payload.substr(nul + 1));
+      d.job->Fail(d.chunk, Rebuild(name, message));
+    }
+    d.job.reset();
+  }
+
+  // The result thread: every outcome no waiting caller handles, every
+  // callback, the pool's own frames.
+  void HandleResults() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      results_cv_.wait(
+          lock, [&] { return reader_ == Reader::kNone && ThreadHasWork(); });
+      reader_ = Reader::kThread;
+      size_t handed = 0;
+      for (std::string& f : handoff_) {
+        if (batch_.size() == handed) batch_.emplace_back();
+        batch_[handed++] = std::move(f);
+      }
+      handoff_.clear();
+      lock.unlock();
+      Outcome outcome =
+          handed > 0 ? HandleBatch(0, handed, true) : Outcome::kMore;
+      while (outcome == Outcome::kMore) {
+        size_t n = ReadBatch();
+        if (n > 0) {
+          outcome = HandleBatch(0, n, true);
+          continue;
+        }
+        std::vector<Failure> failures;
+        bool keep;
+        {
+          std::lock_guard<std::mutex> guard(mu_);
+          failures.swap(failures_);
+          keep =
+              control_ > 0 || (!tasks_.empty() &&
+                               (helpers_ == 0 || tasks_.with_callbacks() > 0));
+        }
+        if (!failures.empty()) {
+          DeliverFailures(failures);
+          NotifyCallers();
+          continue;
+        }
+        if (!keep) break;
+        // Timed: a worker rings once per batch of short tasks, so results
+        // written just before a long task are looked for now and then.
+        WaitForFrame(*results_, ResultsBell(), kResultPoll);
+      }
+      lock.lock();
+      reader_ = Reader::kNone;
+      helper_cv_.notify_all();
+      if (outcome == Outcome::kStop) return;
+    }
+  }
+
+  void BeginHelp() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++helpers_;
+  }
+  void EndHelp() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    --helpers_;
+    NotifyResultThread();
+  }
+  void HelpUntil(const std::function<bool()>& ready) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      helper_cv_.wait(lock, [&] {
+        return ready() || (reader_ == Reader::kNone && CallerMayRead());
+      });
+      if (ready()) return;
+      reader_ = Reader::kCaller;
+      lock.unlock();
+      Outcome outcome = Outcome::kMore;
+      while (outcome == Outcome::kMore && !ready()) {
+        size_t n = ReadBatch();
+        if (n > 0) {
+          outcome = HandleBatch(0, n, false);
+          continue;
+        }
+        {
+          std::lock_guard<std::mutex> guard(mu_);
+          if (!CallerMayRead()) break;
+        }
+        WaitForFrame(*results_, ResultsBell(), kResultPoll);
+      }
+      lock.lock();
+      reader_ = Reader::kNone;
+      NotifyResultThread();
+      helper_cv_.notify_all();
     }
   }
 
@@ -492,17 +731,17 @@ class ProcessPoolCore final : public PoolCore {
       workers_.erase(wit);
       for (auto it = w->outstanding.rbegin(); it != w->outstanding.rend();
            ++it) {
-        auto t = tasks_.find(*it);
-        if (t == tasks_.end()) continue;
+        Task* t = tasks_.Find(*it);
+        if (t == nullptr) continue;
         if (*it == running) {
           std::exception_ptr error =
               w->timed_out == running
                   ? std::make_exception_ptr(TimeoutError(how))
                   : std::make_exception_ptr(ProcessError(how));
-          failures.push_back({t->second.job, t->second.chunk, error});
-          tasks_.erase(t);
+          failures.push_back({t->job, t->chunk, error});
+          tasks_.Erase(*t);
         } else {
-          t->second.worker = 0;
+          t->worker = 0;
           pending_.push_front(*it);
         }
       }
@@ -619,13 +858,15 @@ class ProcessPoolCore final : public PoolCore {
                 "the pool's workers keep dying before they start (the "
                 "last: " +
                 how + "); check the initializer";
-            for (auto& [seq, task] : tasks_)
+            tasks_.ForEach([&](Task& task) {
               failures_.push_back(
                   {task.job, task.chunk,
                    std::make_exception_ptr(ProcessError(broken_))});
-            tasks_.clear();
+            });
+            tasks_.Clear();
             pending_.clear();
             done_cv_.notify_all();
+            NotifyResultThread();
           }
           replace = !stopping_ && broken_.empty() &&
                     (state_ == State::kRun || !tasks_.empty());
@@ -645,6 +886,7 @@ class ProcessPoolCore final : public PoolCore {
         if (stopping_) SendExit(*fresh);
         workers_.push_back(std::move(fresh));
         Dispatch();
+        NotifyResultThread();
       }
     }
   }
@@ -659,17 +901,22 @@ class ProcessPoolCore final : public PoolCore {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_) return;
       finished_ = true;
-      for (auto& [seq, task] : tasks_)
+      tasks_.ForEach([&](Task& task) {
         failures.push_back(
             {task.job, task.chunk, std::make_exception_ptr(ProcessError(why))});
-      tasks_.clear();
+      });
+      tasks_.Clear();
       pending_.clear();
       failures.insert(failures.end(), failures_.begin(), failures_.end());
       failures_.clear();
+      handoff_.clear();
       workers_.clear();
       done_cv_.notify_all();
     }
     DeliverFailures(failures);
+    // Callers waiting in apply() or map() see their outcome.
+    NotifyCallers();
+    Ring(ResultsBell());
   }
 
   void Release() {
@@ -701,12 +948,22 @@ class ProcessPoolCore final : public PoolCore {
   int startup_failures_ = 0;  // workers in a row that died before starting
   std::string broken_;        // why the pool gave up replacing workers
   Clock::time_point terminate_deadline_;
-  uint64_t last_seq_ = 0;
   uint64_t last_worker_id_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
-  absl::flat_hash_map<uint64_t, Task> tasks_;
+  TaskTable tasks_;
   std::deque<uint64_t> pending_;
   std::vector<Failure> failures_;  // found under the lock, delivered after
+
+  // Reading results (see Reader).
+  std::condition_variable results_cv_;  // the result thread waits for work
+  std::condition_variable helper_cv_;   // callers wait for the reader's role
+  Reader reader_ = Reader::kNone;
+  int helpers_ = 0;  // threads in a synchronous call
+  int control_ = 0;  // the pool's own frames posted and not yet handled
+  std::deque<std::string> handoff_;  // frames a caller left to the thread
+  // The reader's.
+  std::vector<std::string> batch_;
+  std::vector<Delivery> delivered_;
 
   std::thread result_thread_;
   std::thread worker_thread_;

@@ -158,6 +158,9 @@ class ResultState {
     std::lock_guard<std::mutex> lock(mu_);
     return ready_;
   }
+  bool has_callbacks() const {
+    return callbacks_.callback || callbacks_.error_callback;
+  }
   bool wait(Timeout timeout) const {
     std::unique_lock<std::mutex> lock(mu_);
     if (!timeout) {
@@ -238,6 +241,7 @@ class ApplyJob final : public TypedJob<T> {
   void Fail(uint32_t, std::exception_ptr error) override {
     state_->SetError(error);
   }
+  bool has_callbacks() const override { return state_->has_callbacks(); }
 
  private:
   std::shared_ptr<ResultState<T>> state_;
@@ -282,6 +286,7 @@ class MapJob final : public TypedJob<T> {
     values_.clear();
     state_->SetError(error);
   }
+  bool has_callbacks() const override { return state_->has_callbacks(); }
 
  private:
   // Results go straight to their final place; types that cannot be
@@ -309,7 +314,7 @@ class MapJob final : public TypedJob<T> {
   std::shared_ptr<ResultState<std::vector<T>>> state_;
   size_t length_;
   size_t chunksize_;
-  size_t left_;  // only the result-handling thread touches these
+  size_t left_;  // only the thread handling results touches these
   bool failed_ = false;
   Storage values_;
 };
@@ -478,7 +483,10 @@ class PoolApi {
   template <class R, class... P>
   ResultType<R> apply(R (*fn)(P...),
                       std::type_identity_t<std::tuple<Decay<P>...>> args = {}) {
-    return apply_async(fn, std::move(args)).get();
+    HelpScope help(*core_);
+    AsyncResult<ResultType<R>> result = apply_async(fn, std::move(args));
+    help.Wait([&] { return result.ready(); });
+    return result.get();
   }
 
   template <class R, class... P>
@@ -501,7 +509,10 @@ class PoolApi {
   std::vector<ResultType<R>> map(
       R (*fn)(P), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
-    return map_async(fn, iterable, chunksize).get();
+    HelpScope help(*core_);
+    auto result = map_async(fn, iterable, chunksize);
+    help.Wait([&] { return result.ready(); });
+    return result.get();
   }
   template <class R, class P, class Range>
   MapResult<ResultType<R>> map_async(
@@ -517,7 +528,10 @@ class PoolApi {
   std::vector<ResultType<R>> starmap(
       R (*fn)(P...), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
-    return starmap_async(fn, iterable, chunksize).get();
+    HelpScope help(*core_);
+    auto result = starmap_async(fn, iterable, chunksize);
+    help.Wait([&] { return result.ready(); });
+    return result.get();
   }
   template <class R, class... P, class Range>
   MapResult<ResultType<R>> starmap_async(
@@ -589,8 +603,9 @@ class PoolApi {
     return IMapIterator<T>(std::move(job));
   }
 
-  // Splits `items` (n of them) into chunks and submits them one by one, so
-  // that workers start while later chunks are still being pickled.
+  // Splits `items` (n of them) into chunks and submits them in batches that
+  // grow from a few chunks, so that workers start while later chunks are
+  // still being pickled and a long map takes the pool's lock rarely.
   template <bool kStar, class R, class... P, class Range>
   void SubmitChunks(R (*fn)(P...),
                     const std::shared_ptr<TypedJob<ResultType<R>>>& job,
@@ -658,10 +673,12 @@ class PoolApi {
         ref.name = registered.name;
       }
       auto it = std::begin(items);
+      std::vector<Chunk> batch;
+      size_t batch_size = 4;
       for (uint32_t c = 0; c < chunks; ++c) {
         size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
-        std::vector<Chunk> one(1);
-        one[0].index = c;
+        Chunk& chunk = batch.emplace_back();
+        chunk.index = c;
         reduction::Writer w;
         w.begin_list();
         for (size_t i = begin; i < end; ++i, ++it) {
@@ -672,8 +689,12 @@ class PoolApi {
           }
         }
         w.end_list();
-        one[0].payload = w.finish();
-        core_->Submit(job, ref, std::move(one));
+        chunk.payload = w.finish();
+        if (batch.size() >= batch_size || c + 1 == chunks) {
+          core_->Submit(job, ref, std::move(batch));
+          batch.clear();
+          batch_size = std::min<size_t>(batch_size * 2, 256);
+        }
       }
     }
   }

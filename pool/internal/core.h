@@ -32,6 +32,9 @@ class JobBase {
   virtual void Deliver(uint32_t chunk, std::string_view payload) = 0;
   // The chunk failed: the task threw, its worker died, the pool ended.
   virtual void Fail(uint32_t chunk, std::exception_ptr error) = 0;
+  // Whether delivering an outcome runs a user's callback, which must happen
+  // on the pool's result-handling thread.
+  virtual bool has_callbacks() const { return false; }
 };
 
 // How a worker process finds the code of a chunk: the runner (by the name it
@@ -79,6 +82,28 @@ class PoolCore {
   virtual void close() = 0;
   virtual void terminate() = 0;
   virtual void join() = 0;
+
+  // A synchronous call (apply, map) about to submit work and wait for it:
+  // the calling thread may handle results itself while it waits, which saves
+  // the hop through the result-handling thread. BeginHelp() before the
+  // submission, then HelpUntil(), which returns once `ready()` holds, then
+  // EndHelp() (also when the submission threw).
+  virtual void BeginHelp() {}
+  virtual void HelpUntil(const std::function<bool()>& ready) { (void)ready; }
+  virtual void EndHelp() {}
+};
+
+// BeginHelp() ... EndHelp() as a scope.
+class HelpScope {
+ public:
+  explicit HelpScope(PoolCore& core) : core_(core) { core_.BeginHelp(); }
+  ~HelpScope() { core_.EndHelp(); }
+  HelpScope(const HelpScope&) = delete;
+  HelpScope& operator=(const HelpScope&) = delete;
+  void Wait(const std::function<bool()>& ready) { core_.HelpUntil(ready); }
+
+ private:
+  PoolCore& core_;
 };
 
 // A chunk runner: decodes the argument list, calls `fn` on each element and

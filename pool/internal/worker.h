@@ -64,6 +64,10 @@ struct Doorbell {
 };
 
 // Waits until `ring` holds a whole frame; false if `timeout` passed first.
+// It polls only briefly before sleeping: measured on a busy 2-core machine,
+// longer polling (even a budget learnt from recent waits) lost more to the
+// CPU time it took from the process being waited for than it saved in
+// wake-ups.
 template <class RingT>
 bool WaitForFrame(const RingT& ring, Doorbell& bell,
                   std::optional<std::chrono::milliseconds> timeout);
