@@ -19,12 +19,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "connection/connection_internal.h"
+#include "connection/pipe_ring.h"
+#include "connection/socket_io.h"
 #include "errors/errors.h"
 
 namespace multiprocessing::connection {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using internal::kMaxFdsPerMessage;
+using internal::WaitFor;
 
 // Small messages are read through a per-connection buffer, so that a stream of
 // them costs one read per many messages; larger ones are read straight into
@@ -37,11 +41,6 @@ constexpr std::uint64_t kMaxMessageLength = std::uint64_t{1} << 40;
 // Destinations for messages larger than this grow as the bytes arrive, so that
 // a lying header costs no more memory than the data actually sent.
 constexpr std::size_t kEagerAllocationLimit = 64 * 1024 * 1024;
-// Linux's limit of descriptors in one SCM_RIGHTS message.
-constexpr std::size_t kMaxFdsPerMessage = 253;
-// Socket buffers for Pipe(): large enough that big messages move in few context
-// switches (the kernel caps the value at net.core.wmem_max / rmem_max).
-constexpr int kPipeSocketBuffer = 4 * 1024 * 1024;
 
 void CloseFds(const std::vector<int>& fds) {
   for (int fd : fds) ::close(fd);
@@ -64,35 +63,6 @@ void StoreBigEndian32(char* p, std::uint32_t v) {
 void StoreBigEndian64(char* p, std::uint64_t v) {
   StoreBigEndian32(p, static_cast<std::uint32_t>(v >> 32));
   StoreBigEndian32(p + 4, static_cast<std::uint32_t>(v));
-}
-
-// Milliseconds for poll(2) until `deadline` (rounded up so that we never wake
-// early and spin).
-int PollMillis(std::optional<Clock::time_point> deadline) {
-  if (!deadline) return -1;
-  const auto left = *deadline - Clock::now();
-  if (left <= Clock::duration::zero()) return 0;
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-  return static_cast<int>(
-      std::min<std::int64_t>(ms, std::numeric_limits<int>::max()));
-}
-
-// Waits until `fd` has `events` or `deadline` passes; false on timeout. Retries
-// on EINTR.
-bool WaitFor(int fd, short events, std::optional<Clock::time_point> deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const int r = ::poll(&p, 1, PollMillis(deadline));
-    if (r > 0) {
-      if (p.revents & POLLNVAL) RaiseOSError("poll", EBADF);
-      return true;
-    }
-    if (r == 0) {
-      if (!deadline || Clock::now() >= *deadline) return false;
-      continue;
-    }
-    if (errno != EINTR) RaiseOSError("poll", errno);
-  }
 }
 
 // Blocks SIGPIPE while writing to a pipe, so that a reader that went away shows
@@ -152,6 +122,7 @@ struct Connection::Impl {
     }
     for (auto& batch : fd_batches) CloseFds(batch.fds);
     fd_batches.clear();
+    ring.reset();
     buffer.reset();
     pos = end = 0;
   }
@@ -191,6 +162,18 @@ struct Connection::Impl {
   };
   std::deque<FdBatch> fd_batches;
   std::optional<Clock::time_point> read_deadline;
+
+  // Ends made by Pipe() carry their messages through shared memory (see
+  // pipe_ring.h); the socket only rings and carries descriptors. `side` is 0
+  // for Pipe()'s first end, 1 for its second.
+  std::shared_ptr<internal::PipeRing> ring;
+  int side = -1;
+  int in_dir() const { return ring->directions() == 2 ? 1 - side : 0; }
+  int out_dir() const { return ring->directions() == 2 ? side : 0; }
+  bool RingPending() const { return readable && ring->Pending(in_dir()); }
+  // Receives one frame from the ring into `sink`.
+  void RingReceive(internal::RingSink& sink, std::vector<int>* fds,
+                   std::optional<std::size_t> maxlength);
 };
 
 // One read(2)/recvmsg(2) of at most n bytes; 0 at end of file. With wait_all
@@ -207,30 +190,7 @@ std::size_t Connection::Impl::ReadSome(char* dst, std::size_t n,
     ssize_t k;
     std::vector<int> fds;
     if (is_unix) {
-      alignas(
-          cmsghdr) char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
-      iovec iov{dst, n};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      k = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (wait_all ? MSG_WAITALL : 0));
-      if (k >= 0 && msg.msg_controllen > 0) {
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
-             c = CMSG_NXTHDR(&msg, c)) {
-          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            const auto* data =
-                reinterpret_cast<const unsigned char*>(CMSG_DATA(c));
-            for (std::size_t i = 0; i < count; ++i) {
-              int received;
-              std::memcpy(&received, data + i * sizeof(int), sizeof(int));
-              fds.push_back(received);
-            }
-          }
-        }
-      }
+      k = internal::RecvWithFds(fd, dst, n, wait_all ? MSG_WAITALL : 0, &fds);
     } else {
       k = ::read(fd, dst, n);
     }
@@ -382,17 +342,24 @@ std::uint64_t Connection::Impl::ReadHeader(std::optional<std::size_t> maxlength,
 }
 
 void Connection::Impl::ReadBodyInto(std::string* out, std::uint64_t size) {
-  if (size <= kEagerAllocationLimit) {
+  if (size < kDirectReadThreshold) {
     out->resize(size);
     ReadExact(out->data(), size);
     return;
   }
-  // Grow with the data actually received, so that a header claiming terabytes
-  // fails on the missing bytes rather than on an allocation.
+  // Reserve (without touching) what the header announces, up to a limit, so
+  // that a header claiming terabytes fails on the missing bytes rather than on
+  // an allocation; then grow a piece at a time, each piece zero-filled just
+  // before the read overwrites it (while it is in cache) instead of the whole
+  // message up front.
+  constexpr std::size_t kPiece = 1 << 20;
+  out->clear();
+  out->reserve(static_cast<std::size_t>(
+      std::min<std::uint64_t>(size, kEagerAllocationLimit)));
   std::size_t have = 0;
   while (have < size) {
-    const std::size_t next = static_cast<std::size_t>(std::min<std::uint64_t>(
-        size, std::max<std::uint64_t>(kEagerAllocationLimit, 2 * have)));
+    const std::size_t next =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size, have + kPiece));
     out->resize(next);
     ReadExact(out->data() + have, next - have);
     have = next;
@@ -401,6 +368,10 @@ void Connection::Impl::ReadBodyInto(std::string* out, std::uint64_t size) {
 
 void Connection::Impl::WriteFrame(std::string_view payload,
                                   const std::vector<int>* fds) {
+  if (ring) {
+    ring->Send(out_dir(), fd, payload, fds);
+    return;
+  }
   char header[12];
   std::size_t header_size;
   if (payload.size() > 0x7fffffff) {
@@ -416,7 +387,7 @@ void Connection::Impl::WriteFrame(std::string_view payload,
   iovec* next = iov;
   int count = payload.empty() ? 1 : 2;
   bool fds_pending = fds != nullptr && !fds->empty();
-  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
+  alignas(cmsghdr) char control[internal::kFdControlSpace];
   std::optional<SigpipeGuard> sigpipe;
   if (!is_socket) sigpipe.emplace();
   while (count > 0) {
@@ -425,16 +396,8 @@ void Connection::Impl::WriteFrame(std::string_view payload,
       msghdr msg{};
       msg.msg_iov = next;
       msg.msg_iovlen = static_cast<std::size_t>(count);
-      if (fds_pending) {
-        const std::size_t bytes = fds->size() * sizeof(int);
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(bytes);
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(bytes);
-        std::memcpy(CMSG_DATA(c), fds->data(), bytes);
-      }
+      if (fds_pending)
+        internal::AttachFds(msg, control, fds->data(), fds->size());
       k = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
     } else {
       k = ::writev(fd, next, count);
@@ -459,6 +422,98 @@ void Connection::Impl::WriteFrame(std::string_view payload,
       next->iov_base = static_cast<char*>(next->iov_base) + written;
       next->iov_len -= written;
     }
+  }
+}
+
+namespace {
+
+// Collects a ring frame into a string.
+class StringSink : public internal::RingSink {
+ public:
+  explicit StringSink(std::string* out) : out_(out) {}
+  void Begin(std::uint64_t size) override {
+    out_->clear();
+    out_->reserve(static_cast<std::size_t>(
+        std::min<std::uint64_t>(size, kEagerAllocationLimit)));
+  }
+  bool Whole(std::string_view payload) override {
+    out_->assign(payload.data(), payload.size());
+    return true;
+  }
+  void Append(const char* data, std::size_t size) override {
+    out_->append(data, size);
+  }
+
+ private:
+  std::string* out_;
+};
+
+// Decodes a ring frame, in place when it lies contiguous in the ring.
+class DecodeSink : public StringSink {
+ public:
+  DecodeSink(void (*decode)(void*, std::string_view), void* context)
+      : StringSink(&body_), decode_(decode), context_(context) {}
+  bool Whole(std::string_view payload) override {
+    decode_(context_, payload);
+    return true;
+  }
+  void End() override { decode_(context_, body_); }
+
+ private:
+  std::string body_;
+  void (*decode_)(void*, std::string_view);
+  void* context_;
+};
+
+// Copies a ring frame into a caller's buffer, or into `overflow` if it does not
+// fit.
+class IntoSink : public internal::RingSink {
+ public:
+  IntoSink(char* dst, std::size_t room) : dst_(dst), room_(room) {}
+  void Begin(std::uint64_t size) override {
+    size_ = size;
+    fits_ = size <= room_;
+    if (!fits_) StringSink(&overflow_).Begin(size);
+  }
+  bool Whole(std::string_view payload) override {
+    Append(payload.data(), payload.size());
+    return true;
+  }
+  void Append(const char* data, std::size_t size) override {
+    if (fits_) {
+      std::memcpy(dst_ + written_, data, size);
+      written_ += size;
+    } else {
+      overflow_.append(data, size);
+    }
+  }
+  bool fits() const { return fits_; }
+  std::uint64_t size() const { return size_; }
+  std::string& overflow() { return overflow_; }
+
+ private:
+  char* dst_;
+  std::size_t room_;
+  std::size_t written_ = 0;
+  std::uint64_t size_ = 0;
+  bool fits_ = true;
+  std::string overflow_;
+};
+
+}  // namespace
+
+void Connection::Impl::RingReceive(internal::RingSink& sink,
+                                   std::vector<int>* fds,
+                                   std::optional<std::size_t> maxlength) {
+  bool received;
+  try {
+    received = ring->Receive(in_dir(), fd, sink, fds, maxlength, read_deadline);
+  } catch (const internal::RingBadLength& e) {
+    BadMessageLength(e.why);
+  }
+  if (!received) {
+    throw TimeoutError(
+        "timed out waiting for the peer to send; it may have stalled");
   }
 }
 
@@ -522,6 +577,12 @@ void Connection::SendMessage(std::string_view payload,
 
 std::string Connection::recv_bytes(std::optional<std::size_t> maxlength) {
   Impl& impl = CheckedImpl(true);
+  if (impl.ring) {
+    std::string out;
+    StringSink sink(&out);
+    impl.RingReceive(sink, nullptr, maxlength);
+    return out;
+  }
   const std::uint64_t size = impl.ReadHeader(maxlength, nullptr);
   std::string out;
   impl.ReadBodyInto(&out, size);
@@ -532,10 +593,20 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buf,
                                         std::size_t offset) {
   Impl& impl = CheckedImpl(true);
   if (offset > buf.size()) throw ValueError("offset too large");
-  const std::uint64_t size = impl.ReadHeader(std::nullopt, nullptr);
+  std::uint64_t size;
+  std::string whole;
+  if (impl.ring) {
+    IntoSink sink(reinterpret_cast<char*>(buf.data()) + offset,
+                  buf.size() - offset);
+    impl.RingReceive(sink, nullptr, std::nullopt);
+    size = sink.size();
+    if (sink.fits()) return size;
+    whole = std::move(sink.overflow());
+  } else {
+    size = impl.ReadHeader(std::nullopt, nullptr);
+    if (size > buf.size() - offset) impl.ReadBodyInto(&whole, size);
+  }
   if (size > buf.size() - offset) {
-    std::string whole;
-    impl.ReadBodyInto(&whole, size);
     throw BufferTooShort(
         absl::StrCat("the buffer has room for ", buf.size() - offset,
                      " bytes from offset ", offset, " but the message has ",
@@ -550,6 +621,11 @@ void Connection::RecvMessageImpl(void (*decode)(void*, std::string_view),
                                  void* context, reduction::OutOfBand* oob) {
   Impl& impl = CheckedImpl(true);
   std::vector<int> fds;
+  if (impl.ring) {
+    DecodeSink sink(decode, context);
+    impl.RingReceive(sink, oob != nullptr ? &oob->fds : nullptr, std::nullopt);
+    return;
+  }
   const std::uint64_t size = impl.ReadHeader(std::nullopt, &fds);
   if (oob != nullptr) {
     oob->fds = std::move(fds);
@@ -576,6 +652,7 @@ void Connection::RecvMessageImpl(void (*decode)(void*, std::string_view),
 bool Connection::poll(Timeout timeout) {
   Impl& impl = CheckedImpl(true);
   if (impl.buffered() > 0) return true;
+  if (impl.ring && impl.RingPending()) return true;
   std::optional<Clock::time_point> deadline;
   if (timeout) {
     const double seconds = std::max(0.0, timeout->count());
@@ -605,24 +682,45 @@ std::pair<Connection, Connection> Pipe(bool duplex) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     RaiseOSError("socketpair", errno);
   }
-  for (int fd : fds) {
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kPipeSocketBuffer,
-                 sizeof kPipeSocketBuffer);
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kPipeSocketBuffer,
-                 sizeof kPipeSocketBuffer);
-  }
   // Python uses pipe(2) for a one-way Pipe; a socketpair whose ends are flagged
   // read-only and write-only behaves the same and can also carry descriptors.
   Connection c1(fds[0], true, duplex);
   Connection c2(fds[1], duplex, true);
+  const auto ring = internal::PipeRing::Create(duplex ? 2 : 1);
+  c1.impl_->ring = ring;
+  c1.impl_->side = 0;
+  c2.impl_->ring = ring;
+  c2.impl_->side = 1;
   return {std::move(c1), std::move(c2)};
 }
 
 namespace internal {
 
 bool HasBufferedInput(const Connection& conn) {
-  return conn.impl_ && conn.impl_->fd >= 0 && conn.impl_->readable &&
-         conn.impl_->buffered() > 0;
+  if (!conn.impl_ || conn.impl_->fd < 0 || !conn.impl_->readable) return false;
+  return conn.impl_->buffered() > 0 ||
+         (conn.impl_->ring && conn.impl_->RingPending());
+}
+
+int ConnectionAccess::RingFd(const Connection& conn) {
+  return conn.impl_ && conn.impl_->ring ? conn.impl_->ring->fd() : -1;
+}
+
+int ConnectionAccess::RingSide(const Connection& conn) {
+  return conn.impl_ && conn.impl_->ring ? conn.impl_->side : -1;
+}
+
+Connection ConnectionAccess::FromRing(int sock, int memfd, bool readable,
+                                      bool writable, int side) {
+  auto ring = internal::PipeRing::Attach(memfd);
+  if (side != 0 && side != 1) {
+    ::close(sock);
+    throw ValueError("a pickled Pipe() end names no valid side");
+  }
+  Connection conn(sock, readable, writable);
+  conn.impl_->ring = std::move(ring);
+  conn.impl_->side = side;
+  return conn;
 }
 
 void ConnectionAccess::SetReadDeadline(

@@ -138,6 +138,7 @@ class Connection {
  private:
   friend struct internal::ConnectionAccess;
   friend bool internal::HasBufferedInput(const Connection& conn);
+  friend std::pair<Connection, Connection> Pipe(bool duplex);
 
   Impl& CheckedImpl(bool for_reading) const;
   void SendMessage(std::string_view payload, reduction::OutOfBand* oob);
@@ -159,7 +160,9 @@ class Connection {
 
 // Returns (conn1, conn2): with duplex (the default) both ends send and receive;
 // otherwise conn1 only receives and conn2 only sends. Both are ends of an
-// AF_UNIX socketpair, so they can carry descriptors.
+// AF_UNIX socketpair, so they can carry descriptors; the messages themselves
+// travel through shared memory beside it (no system call per message), while
+// fileno() stays readable exactly when a message or end of file is pending.
 std::pair<Connection, Connection> Pipe(bool duplex = true);
 
 template <class T>

@@ -17,6 +17,15 @@ struct ConnectionAccess {
   static void SetReadDeadline(
       const Connection& conn,
       std::optional<std::chrono::steady_clock::time_point> deadline);
+
+  // For pickling a Pipe() end: the descriptor of its shared-memory rings (-1
+  // for other connections) and which end it is.
+  static int RingFd(const Connection& conn);
+  static int RingSide(const Connection& conn);
+  // Rebuilds a Pipe() end from its socket and ring descriptors (both owned by
+  // the result, also on error).
+  static Connection FromRing(int sock, int memfd, bool readable, bool writable,
+                             int side);
 };
 
 }  // namespace multiprocessing::connection::internal
