@@ -41,6 +41,7 @@ const absl::flat_hash_map<std::string_view, Thrower>& Throwers() {
           {"EOFError", ThrowerOf<EOFError>()},
           {"MemoryError", ThrowerOf<MemoryError>()},
           {"RecursionError", ThrowerOf<RecursionError>()},
+          {"StopIteration", ThrowerOf<StopIteration>()},
           {"BrokenBarrierError", ThrowerOf<BrokenBarrierError>()},
           {"PickleError", ThrowerOf<PickleError>()},
           {"PicklingError", ThrowerOf<PicklingError>()},

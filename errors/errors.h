@@ -66,6 +66,15 @@ MULTIPROCESSING_DEFINE_ERROR(RemoteError, Exception);
 
 #undef MULTIPROCESSING_DEFINE_ERROR
 
+// StopIteration: the end of an iterator (a manager's iterator proxies raise
+// it when the referent's __next__ does). Usually without a message.
+class StopIteration : public Exception {
+ public:
+  explicit StopIteration(const std::string& message = "")
+      : Exception(message) {}
+  const char* python_name() const noexcept override { return "StopIteration"; }
+};
+
 // OSError with its errno (`errno_value()`); the message names the call that
 // failed and strerror.
 class OSError : public Exception {
