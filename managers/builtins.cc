@@ -194,8 +194,11 @@ bool WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
   return pred();
 }
 
-// Items of an iterable argument: a list, tuple, set, dict (its keys), str,
-// or a shared list of this server.
+// The longest range a server expands into a list.
+constexpr size_t kMaxRangeItems = size_t{1} << 24;
+
+// Items of an iterable argument: a list, tuple, set, dict (its keys), range,
+// str, or a shared list of this server.
 std::vector<Item> ItemsOf(const Item& iterable) {
   std::vector<Item> out;
   Object v;
@@ -214,6 +217,12 @@ std::vector<Item> ItemsOf(const Item& iterable) {
     case Object::Type::kDict:
       for (const Object& o : v.keys()) out.push_back(Item(o));
       return out;
+    case Object::Type::kRange: {
+      // MemoryError for a range too long to hold.
+      const Object list = v.to_list(kMaxRangeItems);
+      for (const Object& o : list.items()) out.push_back(Item(o));
+      return out;
+    }
     case Object::Type::kStr: {
       const std::string& s = v.as_str();
       for (size_t i = 0; i < s.size();) {
@@ -244,43 +253,17 @@ bool ItemEquals(const Item& a, const Object& b) {
 
 // Python's slice.indices(n): the selected positions.
 std::vector<int64_t> SliceIndices(const Object& s, int64_t n) {
-  const std::vector<Object>& f = s.items();
-  auto field = [&](size_t i) -> std::optional<int64_t> {
-    if (i >= f.size() || f[i].is_none()) return std::nullopt;
-    if (!f[i].is_int() && !f[i].is_bool()) {
-      throw TypeError(
-          "slice indices must be integers or None or have an __index__ method");
-    }
-    return f[i].as_int();
-  };
-  std::optional<int64_t> start = field(1), stop = field(2), step_opt = field(3);
-  int64_t step = step_opt.value_or(1);
-  if (step == 0) throw ValueError("slice step cannot be zero");
-  auto clamp = [&](std::optional<int64_t> v, int64_t dflt) {
-    if (!v) return dflt;
-    int64_t x = *v;
-    if (x < 0) {
-      x += n;
-      if (x < 0) x = step < 0 ? -1 : 0;
-    } else if (x >= n) {
-      x = step < 0 ? n - 1 : n;
-    }
-    return x;
-  };
-  int64_t lo = clamp(start, step < 0 ? n - 1 : 0);
-  int64_t hi = clamp(stop, step < 0 ? -1 : n);
+  const reduction::Slice::Indices ix =
+      s.as_slice().indices(static_cast<size_t>(n));
   std::vector<int64_t> out;
-  if (step > 0) {
-    for (int64_t i = lo; i < hi; i += step) out.push_back(i);
-  } else {
-    for (int64_t i = lo; i > hi; i += step) out.push_back(i);
+  out.reserve(ix.count);
+  for (size_t k = 0; k < ix.count; ++k) {
+    out.push_back(ix.start + static_cast<int64_t>(k) * ix.step);
   }
   return out;
 }
 
-bool IsSlice(const Item& item) {
-  return !item.ref && IsTagged(item.object, kSliceTag);
-}
+bool IsSlice(const Item& item) { return !item.ref && item.object.is_slice(); }
 
 int64_t IndexArg(const Item& item, int64_t n, const char* what) {
   Object v = ValueOf(item);
@@ -486,20 +469,13 @@ class ListReferent : public Referent {
   }
   void SetSlice(const Object& s, std::vector<Item> values) {
     const int64_t n = static_cast<int64_t>(items_.size());
-    const std::vector<Object>& f = s.items();
-    bool simple =
-        f.size() < 4 || f[3].is_none() || (f[3].is_int() && f[3].as_int() == 1);
+    const reduction::Slice::Indices ix =
+        s.as_slice().indices(static_cast<size_t>(n));
     std::vector<int64_t> idx = SliceIndices(s, n);
-    if (simple) {
-      int64_t lo = idx.empty() ? 0 : idx.front();
-      if (idx.empty()) {
-        // An empty range: insert at the clamped start.
-        std::optional<int64_t> start;
-        if (f.size() > 1 && !f[1].is_none()) start = f[1].as_int();
-        lo = start.value_or(0);
-        if (lo < 0) lo = std::max<int64_t>(0, lo + n);
-        lo = std::min(lo, n);
-      }
+    if (ix.step == 1) {
+      // An empty selection inserts at the clamped start.
+      const int64_t lo =
+          idx.empty() ? std::clamp<int64_t>(ix.start, 0, n) : idx.front();
       items_.erase(items_.begin() + lo,
                    items_.begin() + lo + static_cast<int64_t>(idx.size()));
       items_.insert(items_.begin() + lo, values.begin(), values.end());

@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cstdio>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "connection/connection.h"
+#include "connection/listener.h"
 #include "errors/errors.h"
 #include "gtest/gtest.h"
 #include "process/context.h"
@@ -212,6 +214,14 @@ TEST(ListProxy, BehavesLikeAList) {
   EXPECT_THROW(l[20].get(), mp::IndexError);
   EXPECT_THROW(l.remove("absent"), mp::ValueError);
   EXPECT_THROW(l.sort(), mp::TypeError);  // str and int do not compare
+  // Ranges expand as Python's list(range(...)) does.
+  auto evens = manager.list(Object::range(2, 9, 2));
+  EXPECT_EQ(evens.str(), "[2, 4, 6, 8]");
+  evens.extend(Object::range(3));
+  EXPECT_EQ(repr(evens[slice(-3, std::nullopt)]), "[0, 1, 2]");
+  EXPECT_THROW(evens[slice(0, 1, 0)], mp::ValueError);
+  // A failure to create is a RemoteError, as in Python.
+  EXPECT_THROW(manager.list(Object::range(int64_t{1} << 40)), mp::RemoteError);
 }
 
 TEST(DictProxy, BehavesLikeADict) {
@@ -365,6 +375,17 @@ struct Marker {
 };
 MP_EXPOSE(Marker, get);
 
+// An iterator over n, n-1, ..., 1.
+struct Countdown {
+  explicit Countdown(int n) : left(n) {}
+  int left;
+  int next() {
+    if (left <= 0) throw mp::StopIteration();
+    return left--;
+  }
+};
+MP_EXPOSE_METHODS(Countdown, managers::Method<&Countdown::next>("__next__"));
+
 class CounterManager : public managers::BaseManager {
  public:
   explicit CounterManager(const mp::Context* ctx = nullptr)
@@ -374,6 +395,8 @@ class CounterManager : public managers::BaseManager {
               {.exposed = std::vector<std::string>{"get", "_reset"}});
     register_("Pid", managers::Factory<Pid>());
     register_("Marker", managers::Factory<Marker>());
+    register_("Countdown", managers::Factory<Countdown, int>(),
+              {.exposed = std::vector<std::string>{"__next__"}});
   }
 };
 MP_REGISTER_MANAGER(CounterManager);
@@ -502,6 +525,65 @@ TEST(BaseManager, RegisteredTypesAndExposure) {
   EXPECT_THROW(manager.create("Counter"), mp::ProcessError);
 }
 
+TEST(IteratorProxy, StopsAtStopIteration) {
+  CounterManager manager;
+  manager.start();
+  auto it = manager.create<managers::IteratorProxy>("Countdown", 5);
+  EXPECT_EQ(it.next<int>(), 5);
+  std::vector<int64_t> rest;
+  for (const Object& x : it) rest.push_back(x.as_int());
+  EXPECT_EQ(rest, (std::vector<int64_t>{4, 3, 2, 1}));
+  // Exhausted: next() raises StopIteration (also by its Python name), and a
+  // loop runs no more.
+  EXPECT_THROW(it.next(), mp::StopIteration);
+  EXPECT_THROW(mp::RaiseByName("StopIteration", ""), mp::StopIteration);
+  for (const Object& x : it) ADD_FAILURE() << repr(x);
+  EXPECT_TRUE(it.repr().starts_with("<IteratorProxy object, typeid"));
+}
+
+// Malformed and mutated requests get an error answer; the server carries
+// on.
+TEST(Server, HostileRequestsGetErrorAnswers) {
+  auto manager = mp::Manager();
+  auto target = manager.list(Range(3));
+  auto witness = manager.list(Range(3));
+  mp::Connection c = mp::connection::Client(
+      manager.address(), {.authkey = mp::current_process().authkey()});
+  c.send(Object::tuple({Object(), Object("accept_connection"),
+                        Object::tuple({Object("test")}), Object::dict()}));
+  ASSERT_TRUE(c.poll(kDeadline));
+  c.recv_bytes();
+  const std::string valid = managers::internal::EncodeRequest(
+      target._id(), "__getitem__", int64_t{1});
+  std::vector<std::string> requests = {
+      "",
+      std::string("\x80\x04", 2),
+      std::string("\x80\x04(", 3),
+      valid.substr(0, valid.size() - 1),
+      valid.substr(0, valid.size() / 2),
+      std::string("(X\xff\xff\xff\x7f", 6),
+      std::string("(\x8c\x01a\x8c\x01b(\x8a\x09\x01t}t.", 17),
+      std::string("(\x8c\x01a\x8c\x01b(J\x01\x02t}t.", 15),
+  };
+  std::mt19937 random(12345);
+  for (int i = 0; i < 300; ++i) {
+    std::string m = valid;
+    const int flips = 1 + static_cast<int>(random() % 3);
+    for (int k = 0; k < flips; ++k) {
+      m[random() % m.size()] = static_cast<char>(random() & 0xFF);
+    }
+    requests.push_back(std::move(m));
+  }
+  for (const std::string& r : requests) {
+    c.send_bytes(r);
+    ASSERT_TRUE(c.poll(kDeadline)) << "no answer";
+    std::string answer = c.recv_bytes();
+    EXPECT_FALSE(answer.empty());
+  }
+  EXPECT_EQ(witness.str(), "[0, 1, 2]");
+  EXPECT_GE(target.len(), 0);
+}
+
 TEST(BaseManager, ServerDeathIsAClearErrorNotAHang) {
   CounterManager manager;
   manager.start();
@@ -586,6 +668,13 @@ try:
 except IndexError as e:
     print('IndexError', e)
 print(l[2], len(l), str(l), d.items())
+r = m.list(range(10))
+print(r[1:3], r[::3], r[-2:], r[100:])
+r[1:3] = ['a', 'b', 'c']
+del r[::2]
+print(r, list(r))
+a = m.Array('i', range(4))
+print(a[1:3], len(a))
 )";
   std::string command =
       "timeout 20 python3 -c \"" + script + "\" " + std::to_string(port);
@@ -597,7 +686,10 @@ print(l[2], len(l), str(l), d.items())
   EXPECT_EQ(::pclose(out), 0) << text;
   EXPECT_EQ(text,
             "empty\nIndexError list index out of range\n2 11 "
-            "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] [('a', [1, 2.5, None])]\n");
+            "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] [('a', [1, 2.5, None])]\n"
+            "[1, 2] [0, 3, 6, 9] [8, 9] []\n"
+            "['a', 'c', 4, 6, 8] ['a', 'c', 4, 6, 8]\n"
+            "[1, 2] 4\n");
   serving.terminate();
   serving.join(kDeadline);
 }

@@ -253,7 +253,6 @@ std::string EncodePublic(std::string_view method, const Object& args) {
   } else {
     message = str(error);
   }
-  if (name == "StopIteration") throw StopIteration(message);
   if (name == "Empty") throw queues::Empty(message);
   if (name == "Full") throw queues::Full(message);
   RaiseByName(name, message);
@@ -642,6 +641,14 @@ void ListProxy::iterator::Fetch() {
   }
 }
 
+void IteratorProxy::iterator::Fetch() {
+  try {
+    current_ = proxy_->next();
+  } catch (const StopIteration&) {
+    proxy_ = nullptr;
+  }
+}
+
 Object NamespaceProxy::getattr(const std::string& name) const {
   if (!name.empty() && name[0] == '_') {
     return internal::LocalAttribute(*_state(), name);
@@ -665,12 +672,8 @@ void NamespaceProxy::delattr(const std::string& name) const {
 namespace multiprocessing::reduction {
 
 void Pickler<managers::slice>::Save(Writer& w, const managers::slice& s) {
-  w.begin_tuple();
-  w.write_bytes(managers::internal::kSliceTag);
-  w.save(s.start);
-  w.save(s.stop);
-  w.save(s.step);
-  w.end_tuple();
+  // As CPython pickles a slice, so that CPython's servers understand it too.
+  w.save(Slice{s.start, s.stop, s.step});
 }
 
 namespace internal {

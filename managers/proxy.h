@@ -633,11 +633,58 @@ class BarrierProxy : public BaseProxy {
   }
 };
 
+// Python's IteratorProxy: a shared iterator or generator, such as what a
+// Pool's imap() returns through a manager. next() raises StopIteration at
+// the end, and a range-for stops there:
+//   for (const Object& x : it) ...
+class IteratorProxy : public BaseProxy {
+ public:
+  static constexpr const char* kProxyName = "IteratorProxy";
+  using BaseProxy::BaseProxy;
+
+  template <class R = Object>
+  R next() const {
+    return _callmethod<R>("__next__");
+  }
+  // A generator's send(value) and close().
+  template <class R = Object, class T>
+  R send(const T& value) const {
+    return _callmethod<R>("send", value);
+  }
+  void close() const { _callmethod<void>("close"); }
+
+  class iterator {
+   public:
+    using value_type = Object;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(const IteratorProxy* proxy) : proxy_(proxy) { Fetch(); }
+    const Object& operator*() const { return current_; }
+    const Object* operator->() const { return &current_; }
+    iterator& operator++() {
+      Fetch();
+      return *this;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) {
+      return a.proxy_ == b.proxy_;
+    }
+
+   private:
+    void Fetch();
+    const IteratorProxy* proxy_ = nullptr;
+    Object current_;
+  };
+  // Each step is one next() request; the referent advances, so a second
+  // loop continues where the first stopped (as in Python).
+  iterator begin() const { return iterator(this); }
+  iterator end() const { return iterator(); }
+};
+
 }  // namespace multiprocessing::managers
 
 namespace multiprocessing::reduction {
 
-// A slice travels as a tagged tuple that the server recognises.
+// A slice travels as CPython's slice object.
 template <>
 struct Pickler<managers::slice> {
   static void Save(Writer& w, const managers::slice& s);

@@ -44,13 +44,8 @@ namespace multiprocessing::managers {
 class Referent;
 
 // Python's StopIteration, raised by a generator-like referent's __next__ and
-// re-raised by the proxy.
-class StopIteration : public Exception {
- public:
-  explicit StopIteration(const std::string& message = "")
-      : Exception(message) {}
-  const char* python_name() const noexcept override { return "StopIteration"; }
-};
+// re-raised by the proxy (multiprocessing::StopIteration).
+using StopIteration = multiprocessing::StopIteration;
 
 // One value inside a shared object or passed to one of its methods: plain
 // data, or (when `ref` is set) another shared object of the same manager,

@@ -4,9 +4,9 @@
 // ...); answers are (kind, result) with kind "#RETURN", "#ERROR" (result:
 // (exception name, message)), "#TRACEBACK" (result: a description of a
 // failure in the server) or "#PROXY" (result: (exposed, token)). This is the
-// shape of CPython's managers; proxies and slices, which CPython pickles as
-// class instances, travel here as tuples tagged with a bytes marker no user
-// value carries.
+// shape of CPython's managers; proxies, which CPython pickles as class
+// instances, travel here as tuples tagged with a bytes marker no user value
+// carries.
 #ifndef MULTIPROCESSING_MANAGERS_INTERNAL_WIRE_H_
 #define MULTIPROCESSING_MANAGERS_INTERNAL_WIRE_H_
 
@@ -20,7 +20,6 @@
 namespace multiprocessing::managers::internal {
 
 inline constexpr std::string_view kProxyTag{"\0mp.proxy", 9};
-inline constexpr std::string_view kSliceTag{"\0mp.slice", 9};
 
 // True when `o` is a tuple whose first item is the bytes `tag`.
 bool IsTagged(const reduction::Object& o, std::string_view tag);
