@@ -366,6 +366,11 @@ class Reader {
   // of a list of ints) into `out`; returns how many were read (0 if the next
   // value is not one).
   size_t read_int_run(int64_t* out, size_t max);
+  // An upper bound of how many more ints read_int_run() could return, for
+  // reserving room.
+  size_t int_run_bound() const {
+    return std::min(budget_, static_cast<size_t>(end_ - pos_) / 2);
+  }
 
   // Tries f(); if f fails to decode, rewinds to where it started and returns
   // false.
@@ -616,25 +621,43 @@ bool Reader::attempt(F&& f) {
 }
 
 inline size_t Reader::read_int_run(int64_t* out, size_t max) {
+  namespace op = internal::op;
   const uint8_t* p = pos_;
-  const uint8_t* e = end_;
-  size_t n = 0;
   if (max > budget_) max = budget_;
-  while (n < max && e - p >= 5) {
-    uint8_t op = *p;
-    if (op == internal::op::kBinInt1) {
-      out[n] = p[1];
-      p += 2;
-    } else if (op == internal::op::kBinInt2) {
-      out[n] = internal::LoadLE16(p + 1);
-      p += 3;
-    } else if (op == internal::op::kBinInt) {
-      out[n] = static_cast<int32_t>(internal::LoadLE32(p + 1));
-      p += 5;
-    } else {
-      break;
+  size_t n = 0;
+  // Every element read below starts at or before `last`, so its opcode and 4
+  // more bytes are in the input. CPython writes runs of one opcode (the small
+  // ints of a list are BININT1, then BININT2): each run is read by a loop
+  // bounded once, by how many elements of that size fit.
+  if (end_ - p >= 5) {
+    const uint8_t* last = end_ - 5;
+    while (n < max && p <= last) {
+      uint8_t c = *p;
+      if (c == op::kBinInt1) {
+        int64_t* o = out + n;
+        int64_t* stop = o + std::min<size_t>(
+                                max - n, static_cast<size_t>(last - p) / 2 + 1);
+        do {
+          *o++ = p[1];
+          p += 2;
+        } while (o != stop && *p == op::kBinInt1);
+        n = static_cast<size_t>(o - out);
+      } else if (c == op::kBinInt2) {
+        int64_t* o = out + n;
+        int64_t* stop = o + std::min<size_t>(
+                                max - n, static_cast<size_t>(last - p) / 3 + 1);
+        do {
+          *o++ = internal::LoadLE16(p + 1);
+          p += 3;
+        } while (o != stop && *p == op::kBinInt2);
+        n = static_cast<size_t>(o - out);
+      } else if (c == op::kBinInt) {
+        out[n++] = static_cast<int32_t>(internal::LoadLE32(p + 1));
+        p += 5;
+      } else {
+        break;
+      }
     }
-    ++n;
   }
   budget_ -= n;
   pos_ = p;
@@ -795,8 +818,9 @@ inline bool FastDumpsStr(std::string_view text, int protocol,
   size_t header = n < 256 ? 2 : 5;
   uint64_t payload = header + n + 1;  // + STOP
   size_t frame = payload >= 4 ? 9 : 0;
-  out->resize(2 + frame + payload);
-  char* p = out->data();
+  // Constructed at its final size (resizing an empty string costs more).
+  std::string buf(2 + frame + payload, '\0');
+  char* p = buf.data();
   *p++ = static_cast<char>(op::kProto);
   *p++ = static_cast<char>(protocol);
   if (frame) {
@@ -815,13 +839,15 @@ inline bool FastDumpsStr(std::string_view text, int protocol,
   }
   if (n) std::memcpy(p, text.data(), n);
   p[n] = static_cast<char>(op::kStop);
+  *out = std::move(buf);
   return true;
 }
 
-// Decodes a pickle that is one str in the forms CPython writes (PROTO, an
-// optional FRAME spanning the rest, the str, an optional memo opcode, STOP);
-// false for anything else, which the Reader then decodes.
-inline bool FastLoadsStr(std::string_view data, std::string* out) {
+// The text of a pickle that is one str in the forms CPython writes (PROTO, an
+// optional FRAME spanning the rest, the str, an optional memo opcode, STOP),
+// not yet checked to be UTF-8; false for anything else, which the decoders
+// then read.
+inline bool FastStrPayload(std::string_view data, std::string_view* text) {
   const auto* p = reinterpret_cast<const uint8_t*>(data.data());
   const uint8_t* e = p + data.size();
   if (e - p < 4 || p[0] != op::kProto || p[1] > kHighestProtocol) return false;
@@ -842,15 +868,15 @@ inline bool FastLoadsStr(std::string_view data, std::string* out) {
     return false;
   }
   if (static_cast<size_t>(e - p) <= n) return false;
-  std::string_view text(reinterpret_cast<const char*>(p), n);
+  std::string_view found(reinterpret_cast<const char*>(p), n);
   p += n;
   if (*p == op::kMemoize) {
     ++p;
   } else if (*p == op::kBinPut && e - p >= 2) {
     p += 2;
   }
-  if (p == e || *p != op::kStop || !IsPickleUtf8(text)) return false;
-  out->assign(text.data(), text.size());
+  if (p == e || *p != op::kStop || p + 1 != e) return false;
+  *text = found;
   return true;
 }
 
@@ -879,14 +905,15 @@ void Writer::write_int_items(const I* items, size_t n) {
     using Wide = std::conditional_t<std::is_signed_v<I>, int64_t, uint64_t>;
     auto v = static_cast<Wide>(items[i]);
     bool non_negative = !std::is_signed_v<I> || static_cast<int64_t>(v) >= 0;
+    // One store per element: there is room for 9 bytes per element left.
     if (non_negative && static_cast<uint64_t>(v) <= 0xFF) {
-      p[0] = static_cast<char>(internal::op::kBinInt1);
-      p[1] = static_cast<char>(v);
+      auto w = static_cast<uint16_t>(internal::op::kBinInt1 |
+                                     (static_cast<uint32_t>(v) << 8));
+      std::memcpy(p, &w, 2);
       p += 2;
     } else if (non_negative && static_cast<uint64_t>(v) <= 0xFFFF) {
-      p[0] = static_cast<char>(internal::op::kBinInt2);
-      p[1] = static_cast<char>(v & 0xFF);
-      p[2] = static_cast<char>(v >> 8);
+      uint32_t w = internal::op::kBinInt2 | (static_cast<uint32_t>(v) << 8);
+      std::memcpy(p, &w, 4);  // the 4th byte is overwritten next
       p += 3;
     } else if (non_negative ? static_cast<uint64_t>(v) <= INT32_MAX
                             : static_cast<int64_t>(v) >= INT32_MIN) {
@@ -928,8 +955,9 @@ T loads(std::string_view data, OutOfBand* oob) {
   } else {
     if constexpr (std::is_same_v<T, std::string>) {
       // The most common message: one string, in the exact form CPython writes.
-      std::string out;
-      if (internal::FastLoadsStr(data, &out)) return out;
+      std::string_view text;
+      if (internal::FastStrPayload(data, &text) && internal::IsPickleUtf8(text))
+        return std::string(text);
     }
     // The typed Reader decodes what CPython and this library write directly;
     // anything it cannot follow is decoded as an Object first (which also
@@ -1108,6 +1136,14 @@ struct ListPickler {
                     "int " + std::to_string(chunk[i]) + " does not fit in a " +
                     std::to_string(8 * sizeof(T)) + "-bit integer");
               }
+            }
+          }
+          if constexpr (requires { out.reserve(size_t{1}); }) {
+            // A long run: room for what the input can still hold (up to a
+            // bound, so that a short list in a large pickle stays cheap).
+            if (n == 256 && total == 0) {
+              out.reserve(out.size() + 256 +
+                          std::min<size_t>(r.int_run_bound(), size_t{1} << 16));
             }
           }
           out.insert(out.end(), chunk, chunk + n);

@@ -523,6 +523,9 @@ Object CallBuiltin(Callable callable, const std::vector<Object>& a) {
 }
 
 Object LoadObject(std::string_view data) {
+  // The most common message: one str, in the exact form CPython writes.
+  std::string_view text;
+  if (FastStrPayload(data, &text) && IsPickleUtf8(text)) return Object(text);
   Machine m(data);
   try {
     return m.Run();

@@ -1,5 +1,9 @@
 #include "reduction/internal/wire.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
 
@@ -63,13 +67,69 @@ void EncodeLong(bool negative, absl::uint128 magnitude, std::string* out) {
   out->append(reinterpret_cast<const char*>(bytes), n);
 }
 
-bool IsPickleUtf8(std::string_view s) {
+namespace {
+
+#if defined(__x86_64__)
+// IsAscii, 128 bytes per step on processors with AVX2 (chosen at run time).
+__attribute__((target("avx2"))) bool IsAsciiAvx2(const uint8_t* p, size_t n) {
+  size_t i = 0;
+  const auto* v = reinterpret_cast<const __m256i*>(p);
+  __m256i acc = _mm256_setzero_si256();
+  for (; i + 128 <= n; i += 128, v += 4) {
+    __m256i a =
+        _mm256_or_si256(_mm256_loadu_si256(v), _mm256_loadu_si256(v + 1));
+    __m256i b =
+        _mm256_or_si256(_mm256_loadu_si256(v + 2), _mm256_loadu_si256(v + 3));
+    acc = _mm256_or_si256(acc, _mm256_or_si256(a, b));
+  }
+  for (; i + 32 <= n; i += 32, ++v)
+    acc = _mm256_or_si256(acc, _mm256_loadu_si256(v));
+  if (_mm256_movemask_epi8(acc) != 0) return false;
+  uint8_t high = 0;
+  for (; i < n; ++i) high |= p[i];
+  return high < 0x80;
+}
+
+bool HasAvx2() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return has;
+}
+#endif
+
+}  // namespace
+
+// 64 bytes per step with SSE2 (every x86-64 has it), then bytewise.
+bool IsAscii(std::string_view s) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  size_t n = s.size();
+#if defined(__x86_64__)
+  if (n >= 64 && HasAvx2()) return IsAsciiAvx2(p, n);
+#endif
+  size_t i = 0;
+#if defined(__SSE2__)
+  auto load = [&](size_t at) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at));
+  };
+  __m128i acc = _mm_setzero_si128();
+  for (; i + 64 <= n; i += 64) {
+    acc = _mm_or_si128(acc,
+                       _mm_or_si128(_mm_or_si128(load(i), load(i + 16)),
+                                    _mm_or_si128(load(i + 32), load(i + 48))));
+  }
+  for (; i + 16 <= n; i += 16) acc = _mm_or_si128(acc, load(i));
+  if (_mm_movemask_epi8(acc) != 0) return false;
+#endif
+  uint8_t high = 0;
+  for (; i < n; ++i) high |= p[i];
+  return high < 0x80;
+}
+
+bool IsPickleUtf8Slow(std::string_view s) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
   const uint8_t* e = p + s.size();
-  // Most text is ASCII: one pass the compiler vectorizes settles it.
-  uint8_t high = 0;
-  for (size_t i = 0; i < s.size(); ++i) high |= p[i];
-  if (high < 0x80) return true;
   while (p < e) {
     // Fast path: ASCII, 32 then 8 bytes at a time.
     while (e - p >= 32) {

@@ -42,9 +42,15 @@ void DecodeLong(std::string_view payload, bool* negative,
 // as CPython's encode_long.
 void EncodeLong(bool negative, absl::uint128 magnitude, std::string* out);
 
+// Whether no byte has its high bit set (most text).
+bool IsAscii(std::string_view s);
+// The full check of IsPickleUtf8, for text that is not ASCII.
+bool IsPickleUtf8Slow(std::string_view s);
 // True when `s` is UTF-8 as CPython's pickle writes it (surrogate code points
 // allowed: 'surrogatepass').
-bool IsPickleUtf8(std::string_view s);
+inline bool IsPickleUtf8(std::string_view s) {
+  return IsAscii(s) || IsPickleUtf8Slow(s);
+}
 // Throws UnpicklingError unless IsPickleUtf8(s).
 void CheckUtf8(std::string_view s);
 // latin-1 text <-> bytes, as the protocol 2 encoding of bytes
