@@ -69,6 +69,7 @@ using reduction::repr;
 using Timeout = std::optional<std::chrono::duration<double>>;
 
 class Condition;
+class Connection;
 
 namespace internal {
 struct ThreadState;
@@ -426,7 +427,6 @@ class Queue {
 
  private:
   friend class Connection;
-  friend std::pair<class Connection, class Connection> Pipe(bool duplex);
   // String literals are stored as std::string.
   template <class T>
   using Storage =
