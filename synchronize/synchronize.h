@@ -70,16 +70,19 @@ class Lock {
   Lock();
   // Blocks until the lock is free (or `timeout` passes: false), then takes
   // it. With block=false, takes it only if it is free.
-  bool acquire(bool block = true, Timeout timeout = std::nullopt) {
+  [[gnu::always_inline]] bool acquire(bool block = true,
+                                      Timeout timeout = std::nullopt) {
     return sem_->Acquire(block, internal::Seconds(timeout));
   }
   // ValueError if the lock is not held.
-  void release() { sem_->Release(); }
+  [[gnu::always_inline]] void release() { sem_->Release(); }
 
   // Lockable.
-  void lock() { sem_->Acquire(true, std::nullopt); }
-  bool try_lock() { return sem_->Acquire(false, std::nullopt); }
-  void unlock() { sem_->Release(); }
+  [[gnu::always_inline]] void lock() { sem_->Acquire(true, std::nullopt); }
+  [[gnu::always_inline]] bool try_lock() {
+    return sem_->Acquire(false, std::nullopt);
+  }
+  [[gnu::always_inline]] void unlock() { sem_->Release(); }
 
   // "<Lock(owner=None)>", "<Lock(owner=MainProcess)>", owner=SomeOtherThread
   // / SomeOtherProcess.
@@ -101,15 +104,18 @@ class Lock {
 class RLock {
  public:
   RLock();
-  bool acquire(bool block = true, Timeout timeout = std::nullopt) {
+  [[gnu::always_inline]] bool acquire(bool block = true,
+                                      Timeout timeout = std::nullopt) {
     return sem_->Acquire(block, internal::Seconds(timeout));
   }
   // AssertionError unless the calling thread owns the lock.
-  void release() { sem_->Release(); }
+  [[gnu::always_inline]] void release() { sem_->Release(); }
 
-  void lock() { sem_->Acquire(true, std::nullopt); }
-  bool try_lock() { return sem_->Acquire(false, std::nullopt); }
-  void unlock() { sem_->Release(); }
+  [[gnu::always_inline]] void lock() { sem_->Acquire(true, std::nullopt); }
+  [[gnu::always_inline]] bool try_lock() {
+    return sem_->Acquire(false, std::nullopt);
+  }
+  [[gnu::always_inline]] void unlock() { sem_->Release(); }
 
   // "<RLock(None, 0)>", "<RLock(MainProcess, 2)>".
   std::string repr() const { return sem_->RLockRepr(); }

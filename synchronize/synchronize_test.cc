@@ -89,6 +89,54 @@ TEST(LockTest, ThreadsCount) {
   EXPECT_EQ(counter, 80000);
 }
 
+// Sleepers, short timeouts and try-locks mixed on one contended lock: no
+// wake-up is lost (every long wait succeeds), exclusion holds, and the lock
+// ends free.
+TEST(LockTest, ContendedWithTimeoutsAndTryLocks) {
+  for (bool recursive : {false, true}) {
+    Lock lock;
+    RLock rlock;
+    auto acquire = [&](bool block, synchronize::Timeout timeout) {
+      return recursive ? rlock.acquire(block, timeout)
+                       : lock.acquire(block, timeout);
+    };
+    auto release = [&] { recursive ? rlock.release() : lock.release(); };
+    long counter = 0;
+    std::atomic<int> inside{0};
+    std::atomic<int> long_wait_failures{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        for (int j = 0; j < 3000; ++j) {
+          bool got;
+          switch ((i + j) % 3) {
+            case 0:
+              got = acquire(true, 30s);
+              if (!got) ++long_wait_failures;
+              break;
+            case 1:
+              got = acquire(true, 20us);
+              break;
+            default:
+              got = acquire(false, std::nullopt);
+          }
+          if (!got) continue;
+          EXPECT_EQ(inside.fetch_add(1), 0);
+          ++counter;
+          inside.fetch_sub(1);
+          release();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(long_wait_failures.load(), 0);
+    EXPECT_GE(counter, 4000);
+    EXPECT_TRUE(acquire(false, std::nullopt));
+    release();
+    if (!recursive) EXPECT_THROW(lock.release(), ValueError);
+  }
+}
+
 TEST(RLockTest, RecursionOwnershipAndRepr) {
   RLock lock;
   EXPECT_EQ(lock.repr(), "<RLock(None, 0)>");

@@ -96,6 +96,7 @@ SemLock::SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue,
       name_(std::move(name)),
       kind_(kind),
       maxvalue_(maxvalue),
+      mutex_(maxvalue == 1 && InlineLayoutOk()),
       creator_pid_(creator ? getpid() : 0),
       mapped_fd_(mapped_fd) {}
 
@@ -281,6 +282,13 @@ bool CheckInlineLayout() {
 
 bool SemLock::g_inline_sem = CheckInlineLayout();
 
+// Unlike g_inline_sem, right even during static initialisation: a lock's
+// protocol must not depend on when its handle was made.
+bool SemLock::InlineLayoutOk() {
+  static const bool ok = CheckInlineLayout();
+  return ok;
+}
+
 void SemLock::WakeOne() {
   // glibc sleeps on the value half (the low word on little-endian); named
   // semaphores are process-shared, so no private flag.
@@ -310,6 +318,40 @@ bool SemLock::AcquireSlow(bool block, std::optional<double> timeout) {
     if (errno != EINTR) RaiseOSError("sem_clockwait", errno);
   }
   return true;
+}
+
+bool SemLock::MutexAcquireSlow(bool block, std::optional<double> timeout) {
+  if (!block) return false;
+  std::atomic<uint32_t>* word = mutex_word();
+  // A holder usually releases within a microsecond or two (a Condition's
+  // notifier is about to wait): spin briefly before sleeping in the kernel.
+  for (int i = 0; i < 100; ++i) {
+    __builtin_ia32_pause();
+    uint32_t expected = kFree;
+    if (word->load(std::memory_order_relaxed) == kFree &&
+        word->compare_exchange_strong(expected, kLocked,
+                                      std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+  // From here on the word says "maybe slept on" whenever it is held, so the
+  // holder's release wakes someone. Whoever takes the lock this way leaves
+  // that mark (there may be other sleepers), and every waiter that wakes up
+  // exchanges again before it gives up: a wake-up is never lost.
+  Deadline deadline = DeadlineAfter(timeout);
+  for (;;) {
+    if (word->exchange(kContended, std::memory_order_acquire) == kFree) {
+      return true;
+    }
+    if (Expired(deadline)) return false;
+    FutexWait(word, kContended, deadline);
+  }
+}
+
+void SemLock::MutexReleaseSlow(uint32_t old) {
+  if (old == kFree) ThrowReleasedTooManyTimes();  // was not held: unchanged
+  WakeOne();
 }
 
 int SemLock::GetValue() const {

@@ -78,7 +78,9 @@ class SemLock {
 
   // Python's acquire(block, timeout): a timeout (seconds) only matters when
   // blocking; negative means zero; nullopt waits forever.
-  bool Acquire(bool block, std::optional<double> timeout) {
+  [[gnu::always_inline]] bool Acquire(bool block,
+                                      std::optional<double> timeout) {
+    if (!mutex_) return AcquireSemaphore(block, timeout);
     const uint64_t me = ThreadToken();
     if (kind_ == Kind::kRecursiveMutex &&
         owner_.load(std::memory_order_relaxed) == me) {
@@ -86,16 +88,20 @@ class SemLock {
                    std::memory_order_relaxed);
       return true;
     }
-    if (!TryWaitFast() && !AcquireSlow(block, timeout)) return false;
-    if (maxvalue_ == 1) {
-      owner_.store(me, std::memory_order_relaxed);
-      count_.store(1, std::memory_order_relaxed);
+    uint32_t expected = kFree;
+    if (!mutex_word()->compare_exchange_strong(expected, kLocked,
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed) &&
+        !MutexAcquireSlow(block, timeout)) {
+      return false;
     }
+    owner_.store(me, std::memory_order_relaxed);
+    count_.store(1, std::memory_order_relaxed);
     return true;
   }
   // Python's release(): AssertionError for an RLock not owned by the caller,
   // ValueError when a (bounded) semaphore or Lock would exceed maxvalue.
-  void Release() {
+  [[gnu::always_inline]] void Release() {
     if (kind_ == Kind::kRecursiveMutex) {
       if (owner_.load(std::memory_order_relaxed) != ThreadToken()) {
         ThrowNotOwned();
@@ -105,15 +111,15 @@ class SemLock {
         count_.store(count - 1, std::memory_order_relaxed);
         return;
       }
-    } else if (maxvalue_ != kSemValueMax) {
-      if (ValueFast() >= maxvalue_) ThrowReleasedTooManyTimes();
     }
-    if (maxvalue_ == 1) {
-      // Before the post: once posted another thread may take ownership.
-      count_.store(0, std::memory_order_relaxed);
-      owner_.store(0, std::memory_order_relaxed);
-    }
-    PostFast();
+    if (!mutex_) return ReleaseSemaphore();
+    // Before the release: once free another thread may take ownership.
+    count_.store(0, std::memory_order_relaxed);
+    owner_.store(0, std::memory_order_relaxed);
+    // One exchange both frees the lock and tells whether anyone sleeps on it
+    // (or whether it was not held at all: then nothing changed).
+    uint32_t old = mutex_word()->exchange(kFree, std::memory_order_release);
+    if (old != kLocked) MutexReleaseSlow(old);
   }
 
   // For Condition.wait: releases a Lock / RLock the caller holds, however
@@ -155,12 +161,13 @@ class SemLock {
           int mapped_fd = -1);
   bool AcquireSlow(bool block, std::optional<double> timeout);
 
-  // The uncontended paths inline, on glibc's semaphore word (64-bit
-  // atomics: the value in the low half, the number of sleepers in the high
-  // half), doing exactly what sem_trywait / sem_post do but without the
-  // library calls. Where the layout check at start-up fails they call
-  // glibc.
+  // Semaphores (maxvalue > 1) run glibc's protocol on its semaphore word
+  // (64-bit: the value in the low half, the number of sleepers in the high
+  // half), inline for the uncontended paths, so sem_wait and sem_post stay
+  // valid on them. Where the layout check at start-up fails, everything
+  // calls glibc.
   static bool g_inline_sem;
+  static bool InlineLayoutOk();
   std::atomic<uint64_t>* word() const {
     return reinterpret_cast<std::atomic<uint64_t>*>(sem_);
   }
@@ -190,6 +197,32 @@ class SemLock {
     uint64_t old = word()->fetch_add(1, std::memory_order_release);
     if ((old >> 32) != 0) WakeOne();
   }
+  bool AcquireSemaphore(bool block, std::optional<double> timeout) {
+    return TryWaitFast() || AcquireSlow(block, timeout);
+  }
+  void ReleaseSemaphore() {
+    if (maxvalue_ != kSemValueMax && ValueFast() >= maxvalue_) {
+      ThrowReleasedTooManyTimes();
+    }
+    PostFast();
+  }
+
+  // Locks (maxvalue 1: Lock, RLock, BoundedSemaphore(1)) are futex mutexes
+  // on the value half of the same word, which always reads as the
+  // semaphore's value to sem_getvalue (1 free, 0 held, -1 held and maybe
+  // slept on, counted as 0). Acquiring is one compare-and-swap, releasing
+  // one exchange: two atomic operations per pair, where glibc's sem_post
+  // needs a compare-and-swap loop plus a read of the sleepers' count. Every
+  // process agrees on the protocol since maxvalue travels with the name.
+  static constexpr uint32_t kFree = 1;
+  static constexpr uint32_t kLocked = 0;
+  static constexpr uint32_t kContended = 0xffffffffu;
+  std::atomic<uint32_t>* mutex_word() const {
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+    return reinterpret_cast<std::atomic<uint32_t>*>(sem_);
+  }
+  bool MutexAcquireSlow(bool block, std::optional<double> timeout);
+  void MutexReleaseSlow(uint32_t old);
   void WakeOne();
   [[noreturn]] static void ThrowNotOwned();
   [[noreturn]] static void ThrowReleasedTooManyTimes();
@@ -199,6 +232,7 @@ class SemLock {
   const std::string name_;
   const Kind kind_;
   const int maxvalue_;
+  const bool mutex_;  // the futex-mutex protocol (maxvalue 1, inline layout)
   const pid_t creator_pid_;  // 0 when opened by name
   // >= 0 when the semaphore was mapped from a received descriptor (kept for
   // sending it on); then sem_ is our mapping, not sem_open's.
