@@ -138,14 +138,9 @@ std::string ArrayRepr(const std::string& element, size_t length,
          std::to_string(length) + " object at " + Hex(address) + ">";
 }
 
-size_t CheckIndex(long long index, size_t length) {
-  long long n = static_cast<long long>(length);
-  long long i = index < 0 ? index + n : index;
-  if (i < 0 || i >= n) {
-    throw IndexError("invalid index " + std::to_string(index) +
-                     " for an array of length " + std::to_string(length));
-  }
-  return static_cast<size_t>(i);
+void ThrowIndexError(long long index, size_t length) {
+  throw IndexError("invalid index " + std::to_string(index) +
+                   " for an array of length " + std::to_string(length));
 }
 
 std::pair<size_t, size_t> ClampSlice(long long start, long long stop,

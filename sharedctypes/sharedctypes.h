@@ -154,8 +154,17 @@ std::string ValueRepr(const T* data) {
 // "<multiprocessing.sharedctypes.c_int_Array_10 object at 0x...>".
 std::string ArrayRepr(const std::string& element, size_t length,
                       const void* address);
+[[noreturn]] void ThrowIndexError(long long index, size_t length);
 // Python's index rules: negative counts from the end; IndexError outside.
-size_t CheckIndex(long long index, size_t length);
+// Inline, so that a[i] compiles to a compare and a load.
+inline size_t CheckIndex(long long index, size_t length) {
+  long long n = static_cast<long long>(length);
+  long long i = index < 0 ? index + n : index;
+  if (i < 0 || i >= n) [[unlikely]] {
+    ThrowIndexError(index, length);
+  }
+  return static_cast<size_t>(i);
+}
 // Python's slice clamping of [start, stop) (no step).
 std::pair<size_t, size_t> ClampSlice(long long start, long long stop,
                                      size_t length);
@@ -388,10 +397,12 @@ namespace internal {
 // Locks for the scope, when there is a lock.
 class MaybeGuard {
  public:
-  explicit MaybeGuard(multiprocessing::internal::SemLock* sem) : sem_(sem) {
+  [[gnu::always_inline]] explicit MaybeGuard(
+      multiprocessing::internal::SemLock* sem)
+      : sem_(sem) {
     if (sem_) sem_->Acquire(true, std::nullopt);
   }
-  ~MaybeGuard() {
+  [[gnu::always_inline]] ~MaybeGuard() {
     if (sem_) sem_->Release();
   }
   MaybeGuard(const MaybeGuard&) = delete;
@@ -406,8 +417,11 @@ template <class T>
 class LockedRef {
  public:
   LockedRef(T* p, multiprocessing::internal::SemLock* sem) : p_(p), sem_(sem) {}
-  operator T() const { return get(); }  // NOLINT: reads like Python
-  T get() const {
+  [[gnu::always_inline]] operator T() const {  // NOLINT: reads like Python
+    return get();
+  }
+  [[gnu::always_inline]] T get() const {
+    if (sem_ == nullptr) return *p_;  // a raw array: just the load
     MaybeGuard g(sem_);
     return *p_;
   }
