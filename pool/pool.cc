@@ -516,10 +516,11 @@ class ProcessPoolCore final : public PoolCore {
   void NotifyResultThread() {
     if (reader_ == Reader::kNone && ThreadHasWork()) results_cv_.notify_one();
   }
-  // Wakes callers waiting for results the result thread delivered.
-  void NotifyCallers() {
+  // Wakes callers waiting for results just delivered; `reading_caller`: the
+  // one that delivered them (it needs no wake-up).
+  void NotifyCallers(bool reading_caller = false) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (helpers_ > 0) helper_cv_.notify_all();
+    if (helpers_ > (reading_caller ? 1 : 0)) helper_cv_.notify_all();
   }
 
   enum class Outcome { kMore, kStop, kHandedOff };
@@ -597,7 +598,7 @@ class ProcessPoolCore final : public PoolCore {
       if (thread) DeliverFailures(failures);
       for (Delivery& d : delivered_) Deliver(d);
       delivered_.clear();
-      if (thread) NotifyCallers();
+      NotifyCallers(!thread);
       if (stop == n) break;
       if (!thread) return Outcome::kHandedOff;
       ResultHeader r;

@@ -52,6 +52,7 @@ int get_pid() { return static_cast<int>(getpid()); }
 void nothing(int) {}
 std::string bad_utf8(int) { return std::string("\xff\xfe", 2); }
 std::string greet(const std::string& name) { return "hello " + name; }
+size_t length(const std::string& s) { return s.size(); }
 
 // Dies the way `how` says when x == 3.
 int die_on_three(int x, int how) {
@@ -100,6 +101,7 @@ MP_REGISTER_FUNCTION(pool_test::get_pid);
 MP_REGISTER_FUNCTION(pool_test::nothing);
 MP_REGISTER_FUNCTION(pool_test::bad_utf8);
 MP_REGISTER_FUNCTION(pool_test::greet);
+MP_REGISTER_FUNCTION(pool_test::length);
 MP_REGISTER_FUNCTION(pool_test::die_on_three);
 MP_REGISTER_FUNCTION(pool_test::init_worker);
 MP_REGISTER_FUNCTION(pool_test::read_initialized);
@@ -478,6 +480,9 @@ TEST_P(WorkerDeathTest, TaskFailsOthersComplete) {
       EXPECT_EQ(results[i].get(kLong), i);
     }
   }
+  // The same from a synchronous call, whose caller may be reading results.
+  EXPECT_THROW(pool.apply(die_on_three, {3, how}), mp::ProcessError);
+  EXPECT_EQ(pool.apply(die_on_three, {4, how}), 4);
   // map over a death: it fails, as one of its chunks did; the pool goes on.
   auto m = pool.starmap_async(
       die_on_three,
@@ -511,6 +516,80 @@ TEST_P(PoolTest, ManyConcurrentCallers) {
   }
   for (auto& c : callers) c.join();
   EXPECT_EQ(ok.load(), 200);
+}
+
+// Synchronous calls (which may handle results on the calling thread) from
+// several threads at once, beside asynchronous calls with callbacks: every
+// call gets its own result and callbacks stay on one thread, not a caller's.
+TEST_P(PoolTest, SyncCallersBesideCallbacks) {
+  AnyPool pool = Make();
+  std::mutex mu;
+  std::set<std::thread::id> callback_threads, caller_threads;
+  std::atomic<int> called_back{0};
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 3; ++t) {
+    callers.emplace_back([&, t] {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        caller_threads.insert(std::this_thread::get_id());
+      }
+      for (int i = 0; i < 40; ++i) {
+        if (pool->apply(add, {t, i}) == t + i) ++ok;
+        if (i % 10 == 0 && pool->map(square, Range(30), 1) == Squares(30)) ++ok;
+      }
+    });
+  }
+  std::vector<mp::pool::AsyncResult<int>> results;
+  for (int i = 0; i < 60; ++i) {
+    results.push_back(
+        pool->apply_async(square, {i}, {.callback = [&](const int&) {
+                            std::lock_guard<std::mutex> lock(mu);
+                            callback_threads.insert(std::this_thread::get_id());
+                            ++called_back;
+                          }}));
+  }
+  for (auto& c : callers) c.join();
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(results[i].get(kLong), i * i);
+  EXPECT_EQ(ok.load(), 3 * (40 + 4));
+  EXPECT_EQ(called_back.load(), 60);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(callback_threads.size(), 1u);
+  for (auto id : caller_threads) EXPECT_EQ(callback_threads.count(id), 0u);
+  EXPECT_EQ(callback_threads.count(std::this_thread::get_id()), 0u);
+}
+
+// A caller blocked in apply() while another thread terminates the pool gets
+// an error, never a hang.
+TEST_P(PoolTest, TerminateWhileACallerWaits) {
+  AnyPool pool = Make();
+  std::atomic<bool> raised{false};
+  std::thread caller([&] {
+    try {
+      pool->apply(sleep_ms, {threads() ? 100 : 10000});
+      raised = threads();  // a thread's running task completes
+    } catch (const mp::ProcessError&) {
+      raised = true;
+    } catch (const mp::ValueError&) {
+      raised = true;  // terminated before the call
+    }
+  });
+  EXPECT_EQ(pool->apply(square, {4}), 16);
+  pool->terminate();
+  caller.join();
+  EXPECT_TRUE(raised.load());
+}
+
+// Arguments too large for a worker's buffer fail the call with ValueError,
+// from apply() as from get(), and the pool carries on.
+TEST_P(PoolTest, TooLargeArgumentsFailTheCall) {
+  if (threads()) GTEST_SKIP() << "threads pass arguments without copying";
+  AnyPool pool = Make();
+  const std::string big(size_t{5} << 20, 'x');
+  EXPECT_THROW(pool->apply(length, {big}), mp::ValueError);
+  auto r = pool->apply_async(length, {big});
+  EXPECT_THROW(r.get(kLong), mp::ValueError);
+  EXPECT_EQ(pool->apply(length, {std::string(1000, 'y')}), 1000u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, PoolTest,
