@@ -214,6 +214,26 @@ TEST(ListProxy, BehavesLikeAList) {
   EXPECT_THROW(l[20].get(), mp::IndexError);
   EXPECT_THROW(l.remove("absent"), mp::ValueError);
   EXPECT_THROW(l.sort(), mp::TypeError);  // str and int do not compare
+  // Scalars of every kind come back as they went (each is one request and
+  // one reply of the direct decoding).
+  const std::vector<Object> scalars = {
+      Object(int64_t{-1} << 40),
+      Object(INT64_MAX),
+      Object(-129),
+      Object(65535),
+      Object(3.25),
+      Object::bytes("x"),
+      Object("\u00e9"),
+      Object(true),
+      Object(),
+      Object(""),
+      Object(std::string(300, 'a')),
+      Object::from_sign_magnitude(true, absl::uint128(1) << 100)};
+  auto kinds = manager.list();
+  for (const Object& x : scalars) kinds.append(x);
+  for (size_t i = 0; i < scalars.size(); ++i) {
+    EXPECT_EQ(Object(kinds[static_cast<int64_t>(i)]), scalars[i]) << i;
+  }
   // Ranges expand as Python's list(range(...)) does.
   auto evens = manager.list(Object::range(2, 9, 2));
   EXPECT_EQ(evens.str(), "[2, 4, 6, 8]");
@@ -561,9 +581,12 @@ TEST(Server, HostileRequestsGetErrorAnswers) {
       std::string("\x80\x04(", 3),
       valid.substr(0, valid.size() - 1),
       valid.substr(0, valid.size() / 2),
-      std::string("(X\xff\xff\xff\x7f", 6),
-      std::string("(\x8c\x01a\x8c\x01b(\x8a\x09\x01t}t.", 17),
-      std::string("(\x8c\x01a\x8c\x01b(J\x01\x02t}t.", 15),
+      // A str longer than the message; a LONG1 of 9 bytes; a cut BININT.
+      std::string{'(', 'X', '\xff', '\xff', '\xff', '\x7f'},
+      std::string{'(', '\x8c', '\x01', 'a', '\x8c', '\x01', 'b', '(', '\x8a',
+                  '\x09', '\x01', 't', '}', 't', '.'},
+      std::string{'(', '\x8c', '\x01', 'a', '\x8c', '\x01', 'b', '(', 'J',
+                  '\x01', '\x02', 't', '}', 't', '.'},
   };
   std::mt19937 random(12345);
   for (int i = 0; i < 300; ++i) {
@@ -675,6 +698,10 @@ del r[::2]
 print(r, list(r))
 a = m.Array('i', range(4))
 print(a[1:3], len(a))
+s = m.list()
+for x in (-2**40, 2**63 - 1, -129, 65535, 3.25, b'x', '\u00e9', True, None):
+    s.append(x)
+print(s[:], s.index(-129), s[-3])
 )";
   std::string command =
       "timeout 20 python3 -c \"" + script + "\" " + std::to_string(port);
@@ -689,7 +716,9 @@ print(a[1:3], len(a))
             "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] [('a', [1, 2.5, None])]\n"
             "[1, 2] [0, 3, 6, 9] [8, 9] []\n"
             "['a', 'c', 4, 6, 8] ['a', 'c', 4, 6, 8]\n"
-            "[1, 2] 4\n");
+            "[1, 2] 4\n"
+            "[-1099511627776, 9223372036854775807, -129, 65535, 3.25, b'x', "
+            "'\u00e9', True, None] 2 \u00e9\n");
   serving.terminate();
   serving.join(kDeadline);
 }
