@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -167,6 +168,51 @@ Locked LockRobust(pthread_mutex_t* m, Deadline deadline) {
   RaiseOSError("pthread_mutex_lock on a queue", rc);
 }
 
+// Asymmetric fences for the waiter/waker handshakes. The frequent side (a
+// producer publishing a frame, a consumer freeing space) would otherwise pay a
+// full fence per item, which stalls it until its stores of the frame have left
+// the core; instead, the rare side (about to sleep) makes every processor that
+// runs a process of ours execute a full barrier (membarrier), which orders the
+// frequent side's accesses just as well. Each process registers once (fork
+// inherits it); where the kernel lacks it, both sides use real fences.
+bool RegisterForMembarrier() {
+  long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0,
+                 0) == 0;
+}
+
+bool MembarrierAvailable() {
+  static const bool available = [] {
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
+  }();
+  return available;
+}
+
+// Set by every ring's creation or attachment in this process.
+std::atomic<bool> registered_for_membarrier{false};
+
+void EnsureRegistered() {
+  static const bool ok = RegisterForMembarrier();
+  registered_for_membarrier.store(ok, std::memory_order_relaxed);
+}
+
+inline void LightFence() {
+  if (registered_for_membarrier.load(std::memory_order_relaxed)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+void HeavyFence() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (MembarrierAvailable()) {
+    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+  }
+}
+
 constexpr int kSpins = 4000;  // ~20-50 us
 
 inline void CpuRelax() {
@@ -191,6 +237,7 @@ bool WaitUntil(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters,
   }
   while (!ready()) {
     waiters->fetch_add(1);
+    HeavyFence();
     uint32_t seen = seq->load();
     bool ok = true;
     if (!ready()) ok = FutexWait(Word(seq), seen, deadline);
@@ -200,12 +247,13 @@ bool WaitUntil(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters,
   return true;
 }
 
-// Called after the state change. The fence orders the state change before the
-// read of `waiters`, so either the waiter registered first and is woken, or it
-// will see the new state before sleeping; the shared `seq` word is only touched
-// when somebody sleeps.
+// Called after the state change. The fences order the state change before the
+// read of `waiters` (and the waiter's registration before its check of the
+// state), so either the waiter registered first and is woken, or it will see
+// the new state before sleeping; the shared `seq` word is only touched when
+// somebody sleeps.
 void Wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  LightFence();
   if (waiters->load(std::memory_order_relaxed) != 0) {
     seq->fetch_add(1);
     FutexWakeAll(Word(seq));
@@ -273,7 +321,9 @@ ShmRing::ShmRing(int fd, void* mapping, size_t mapping_size)
       mapping_size_(mapping_size),
       header_(static_cast<RingHeader*>(mapping)),
       data_(static_cast<char*>(mapping) + sizeof(RingHeader)),
-      capacity_(header_->capacity) {}
+      capacity_(header_->capacity) {
+  EnsureRegistered();
+}
 
 ShmRing::~ShmRing() {
   munmap(mapping_, mapping_size_);
@@ -356,6 +406,7 @@ bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
     auto until = std::chrono::steady_clock::now() + kSlice;
     if (deadline && *deadline < until) until = *deadline;
     h->space_waiters.fetch_add(1);
+    HeavyFence();
     uint32_t seen = h->space_seq.load();
     if (!ready()) FutexWait(Word(&h->space_seq), seen, until);
     h->space_waiters.fetch_sub(1);
@@ -513,7 +564,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
   auto commit = [&](uint64_t new_head) {
     head = new_head;
     h->head.store(head, std::memory_order_release);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    LightFence();
     if (h->space_waiters.load(std::memory_order_relaxed) != 0 &&
         head >= h->space_target.load(std::memory_order_relaxed)) {
       h->space_seq.fetch_add(1);
