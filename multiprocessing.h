@@ -14,7 +14,10 @@
 //
 // The names are Python's: multiprocessing::Process, Queue, Pipe, Lock, Value,
 // Array, Pool, Manager(), ... at the top level, and the modules as namespaces
-// (connection, synchronize, sharedctypes, queues, pool, managers, reduction).
+// (connection, synchronize, sharedctypes, queues, pool, managers, reduction,
+// dummy). mp::dummy has the same names over threads of this process, so
+// `namespace ns = mp::dummy;` instead of `namespace ns = mp;` turns a program's
+// processes into threads.
 // Programs that need less depend on one package instead, e.g. //connection with
 // "connection/connection.h".
 #ifndef MULTIPROCESSING_MULTIPROCESSING_H_
@@ -23,6 +26,7 @@
 #include "connection/connection.h"
 #include "connection/listener.h"
 #include "connection/wait.h"
+#include "dummy/dummy.h"
 #include "errors/errors.h"
 #include "logging/logging.h"
 #include "managers/managers.h"

@@ -45,6 +45,32 @@ TEST_P(UmbrellaTest, PackagesWorkTogether) {
 INSTANTIATE_TEST_SUITE_P(StartMethods, UmbrellaTest,
                          ::testing::Values("fork", "spawn", "forkserver"));
 
+// The same program over threads: only the namespace alias changes.
+TEST(UmbrellaDummyTest, PackagesWorkTogetherOverThreads) {
+  namespace ns = mp::dummy;
+  ns::Queue q;
+  ns::Lock lock;
+  auto pipe = ns::Pipe();
+  ns::Connection parent = pipe.first;
+  ns::Connection child = pipe.second;
+  ns::Process p([q, lock, child]() mutable {
+    std::lock_guard<ns::Lock> guard(lock);
+    q.put(std::string("queued"));
+    child.send(std::vector<int>{1, 2, 3});
+  });
+  p.start();
+  EXPECT_EQ(q.get<std::string>(true, seconds(30)), "queued");
+  ASSERT_TRUE(parent.poll(seconds(30)));
+  EXPECT_EQ(mp::repr(parent.recv()), "[1, 2, 3]");
+  p.join(seconds(30));
+  EXPECT_EQ(p.exitcode(), 0);
+
+  ns::Pool pool(2);
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}),
+            (std::vector<int>{1, 4, 9}));
+  EXPECT_EQ(ns::Manager().Namespace().repr(), "Namespace()");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

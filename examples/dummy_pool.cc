@@ -13,7 +13,7 @@
 #include <iostream>
 #include <vector>
 
-#include "pool/pool.h"
+#include "dummy/dummy.h"
 #include "reduction/pickle.h"
 
 namespace mp = multiprocessing;
@@ -21,7 +21,7 @@ namespace mp = multiprocessing;
 int f(int x) { return x * x; }
 
 int main() {
-  mp::pool::ThreadPool p(5);
+  mp::dummy::Pool p(5);  // pool::ThreadPool
   std::cout << mp::reduction::repr(p.map(f, std::vector<int>{1, 2, 3}))
             << std::endl;
 }

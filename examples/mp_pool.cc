@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "dummy/dummy.h"
 #include "pool/pool.h"
 #include "process/context.h"
 #include "process/process.h"
@@ -369,7 +370,7 @@ int main(int argc, char** argv) {
     test<mp::Pool>();
   } else if (mode == "threads") {
     std::printf("%s\n", banner(" Using threads ").c_str());
-    test<mp::pool::ThreadPool>();
+    test<mp::dummy::Pool>();  // import multiprocessing.dummy
   } else {
     std::printf("Usage:\n\t%s [processes | threads]\n", argv[0]);
     return 2;
