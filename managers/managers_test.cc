@@ -217,17 +217,11 @@ TEST(ListProxy, BehavesLikeAList) {
   // Scalars of every kind come back as they went (each is one request and
   // one reply of the direct decoding).
   const std::vector<Object> scalars = {
-      Object(int64_t{-1} << 40),
-      Object(INT64_MAX),
-      Object(-129),
-      Object(65535),
-      Object(3.25),
-      Object::bytes("x"),
-      Object("\u00e9"),
-      Object(true),
-      Object(),
-      Object(""),
-      Object(std::string(300, 'a')),
+      Object(int64_t{-1} << 40), Object(INT64_MAX), Object(-129), Object(65535),
+      Object(3.25), Object::bytes("x"), Object("\u00e9"), Object(true),
+      Object(), Object(""), Object(std::string(300, 'a')),
+      // Larger than the buffers kept for requests and replies.
+      Object(std::string(100000, 'b')),
       Object::from_sign_magnitude(true, absl::uint128(1) << 100)};
   auto kinds = manager.list();
   for (const Object& x : scalars) kinds.append(x);
