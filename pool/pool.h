@@ -509,8 +509,10 @@ class PoolApi {
   std::vector<ResultType<R>> map(
       R (*fn)(P), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
-    HelpScope help(*core_);
+    // The result thread handles results while this thread is still pickling
+    // arguments; this thread helps once all are submitted.
     auto result = map_async(fn, iterable, chunksize);
+    HelpScope help(*core_);
     help.Wait([&] { return result.ready(); });
     return result.get();
   }
@@ -528,8 +530,10 @@ class PoolApi {
   std::vector<ResultType<R>> starmap(
       R (*fn)(P...), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
-    HelpScope help(*core_);
+    // The result thread handles results while this thread is still pickling
+    // arguments; this thread helps once all are submitted.
     auto result = starmap_async(fn, iterable, chunksize);
+    HelpScope help(*core_);
     help.Wait([&] { return result.ready(); });
     return result.get();
   }
@@ -604,8 +608,9 @@ class PoolApi {
   }
 
   // Splits `items` (n of them) into chunks and submits them in batches that
-  // grow from a few chunks, so that workers start while later chunks are
-  // still being pickled and a long map takes the pool's lock rarely.
+  // grow from one chunk (and end at 64 KiB of arguments), so that workers
+  // start while later chunks are still being pickled and a long map of small
+  // chunks takes the pool's lock rarely.
   template <bool kStar, class R, class... P, class Range>
   void SubmitChunks(R (*fn)(P...),
                     const std::shared_ptr<TypedJob<ResultType<R>>>& job,
@@ -674,7 +679,7 @@ class PoolApi {
       }
       auto it = std::begin(items);
       std::vector<Chunk> batch;
-      size_t batch_size = 4;
+      size_t batch_size = 1, batch_bytes = 0;
       for (uint32_t c = 0; c < chunks; ++c) {
         size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
         Chunk& chunk = batch.emplace_back();
@@ -690,10 +695,13 @@ class PoolApi {
         }
         w.end_list();
         chunk.payload = w.finish();
-        if (batch.size() >= batch_size || c + 1 == chunks) {
+        batch_bytes += chunk.payload.size();
+        if (batch.size() >= batch_size || batch_bytes >= (64 << 10) ||
+            c + 1 == chunks) {
           core_->Submit(job, ref, std::move(batch));
           batch.clear();
           batch_size = std::min<size_t>(batch_size * 2, 256);
+          batch_bytes = 0;
         }
       }
     }
