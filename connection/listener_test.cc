@@ -8,7 +8,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <string>
@@ -430,6 +432,47 @@ TEST(InteropTest, PythonListenerWithCppClient) {
             "{'list': [1, 2.5, 'x'], 'none': None, 'tuple': (1, b'b')}");
   c.send(std::map<std::string, std::vector<double>>{{"a", {1.5}}, {"b", {}}});
   EXPECT_EQ(py.ReadLine(), "{'a': [1.5], 'b': []}");
+  int status;
+  py.Finish(&status);
+  EXPECT_TRUE(ExitedOk(status));
+}
+
+// The documentation's Listener example, unchanged but for an ephemeral port
+// printed for the client, with a C++ client doing what the doc's Python client
+// does. It sends a type object (float) among its values.
+constexpr char kDocListener[] = R"PY(
+from multiprocessing.connection import Listener
+from array import array
+
+address = ('localhost', 0)     # family is deduced to be 'AF_INET'
+
+with Listener(address, authkey=b'secret password') as listener:
+    print(listener.address[1], flush=True)
+    with listener.accept() as conn:
+        print('connection accepted from', listener.last_accepted[0], flush=True)
+
+        conn.send([2.25, None, 'junk', float])
+
+        conn.send_bytes(b'hello')
+
+        conn.send_bytes(array('i', [42, 1729]))
+)PY";
+
+TEST(InteropTest, TheDocsPythonListenerWithACppClient) {
+  TempDir dir;
+  PythonPeer py(dir, kDocListener, {});
+  const int port = std::stoi(py.ReadLine());
+  Connection conn =
+      Client(Address("localhost", port), {.authkey = "secret password"});
+  EXPECT_EQ(py.ReadLine(), "connection accepted from 127.0.0.1");
+  ASSERT_TRUE(conn.poll(seconds(60)));
+  const reduction::Object obj = conn.recv();
+  EXPECT_EQ(reduction::repr(obj), "[2.25, None, 'junk', <class 'float'>]");
+  EXPECT_EQ(RecvBytes(conn), "hello");
+  std::array<std::int32_t, 5> arr = {0, 0, 0, 0, 0};
+  ASSERT_TRUE(conn.poll(seconds(60)));
+  EXPECT_EQ(conn.recv_bytes_into(arr), 8u);
+  EXPECT_EQ(arr, (std::array<std::int32_t, 5>{42, 1729, 0, 0, 0}));
   int status;
   py.Finish(&status);
   EXPECT_TRUE(ExitedOk(status));
