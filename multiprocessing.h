@@ -38,6 +38,7 @@
 #include "reduction/object.h"
 #include "reduction/pickle.h"
 #include "reduction/registry.h"
+#include "shared_memory/shareable_list.h"
 #include "shared_memory/shared_memory.h"
 #include "sharedctypes/sharedctypes.h"
 #include "synchronize/synchronize.h"
