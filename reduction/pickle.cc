@@ -64,6 +64,43 @@ void OutOfBand::close_all() noexcept {
   fds.clear();
 }
 
+namespace internal {
+
+bool StrPayload(std::string_view data, std::string_view* text) {
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  const uint8_t* e = p + data.size();
+  if (e - p < 4 || p[0] != op::kProto || p[1] > kHighestProtocol) return false;
+  p += 2;
+  if (*p == op::kFrame) {
+    if (e - p < 10 || LoadLE64(p + 1) != static_cast<uint64_t>(e - p - 9))
+      return false;
+    p += 9;
+  }
+  size_t n;
+  if (*p == op::kShortBinUnicode && e - p >= 2) {
+    n = p[1];
+    p += 2;
+  } else if (*p == op::kBinUnicode && e - p >= 5) {
+    n = LoadLE32(p + 1);
+    p += 5;
+  } else {
+    return false;
+  }
+  if (static_cast<size_t>(e - p) <= n) return false;
+  std::string_view found(reinterpret_cast<const char*>(p), n);
+  p += n;
+  if (*p == op::kMemoize) {
+    ++p;
+  } else if (*p == op::kBinPut && e - p >= 2) {
+    p += 2;
+  }
+  if (p == e || *p != op::kStop || p + 1 != e) return false;
+  *text = found;
+  return true;
+}
+
+}  // namespace internal
+
 // ---------------------------------------------------------------------------------------------------
 // Writer
 

@@ -526,6 +526,20 @@ T LoadTop(std::string_view data, OutOfBand* oob) {
   return value;
 }
 
+// The typed Reader decodes what CPython and this library write directly;
+// anything it cannot follow is decoded as an Object first (which also reports
+// malformed input precisely) and re-read in the form the Reader follows. Not
+// inlined into loads(), whose fast paths then need no exception handling.
+template <class T>
+[[gnu::noinline]] T LoadTyped(std::string_view data, OutOfBand* oob) {
+  try {
+    return LoadTop<T>(data, oob);
+  } catch (const Exception&) {
+  }
+  std::string canonical = Canonicalize(data);  // counts the fallback
+  return LoadTop<T>(canonical, oob);
+}
+
 }  // namespace internal
 
 template <std::integral I>
@@ -847,37 +861,30 @@ inline bool FastDumpsStr(std::string_view text, int protocol,
 // optional FRAME spanning the rest, the str, an optional memo opcode, STOP),
 // not yet checked to be UTF-8; false for anything else, which the decoders
 // then read.
+bool StrPayload(std::string_view data, std::string_view* text);
+// StrPayload, with the form of protocols 4 and 5 (PROTO, FRAME of the rest,
+// BINUNICODE or SHORT_BINUNICODE, MEMOIZE, STOP) recognised inline in a few
+// compares.
 inline bool FastStrPayload(std::string_view data, std::string_view* text) {
   const auto* p = reinterpret_cast<const uint8_t*>(data.data());
-  const uint8_t* e = p + data.size();
-  if (e - p < 4 || p[0] != op::kProto || p[1] > kHighestProtocol) return false;
-  p += 2;
-  if (*p == op::kFrame) {
-    if (e - p < 10 || LoadLE64(p + 1) != static_cast<uint64_t>(e - p - 9))
-      return false;
-    p += 9;
+  size_t size = data.size();
+  if (size >= 15 && p[0] == op::kProto && p[1] <= kHighestProtocol &&
+      p[2] == op::kFrame && LoadLE64(p + 3) == size - 11 &&
+      LoadLE16(p + size - 2) == (op::kMemoize | op::kStop << 8)) {
+    size_t n = 0, start = 0;
+    if (p[11] == op::kBinUnicode) {
+      n = LoadLE32(p + 12);
+      start = 16;
+    } else if (p[11] == op::kShortBinUnicode) {
+      n = p[12];
+      start = 13;
+    }
+    if (start && start + n + 2 == size) {
+      *text = std::string_view(data.data() + start, n);
+      return true;
+    }
   }
-  size_t n;
-  if (*p == op::kShortBinUnicode && e - p >= 2) {
-    n = p[1];
-    p += 2;
-  } else if (*p == op::kBinUnicode && e - p >= 5) {
-    n = LoadLE32(p + 1);
-    p += 5;
-  } else {
-    return false;
-  }
-  if (static_cast<size_t>(e - p) <= n) return false;
-  std::string_view found(reinterpret_cast<const char*>(p), n);
-  p += n;
-  if (*p == op::kMemoize) {
-    ++p;
-  } else if (*p == op::kBinPut && e - p >= 2) {
-    p += 2;
-  }
-  if (p == e || *p != op::kStop || p + 1 != e) return false;
-  *text = found;
-  return true;
+  return StrPayload(data, text);
 }
 
 // The expected pickle size of values whose size is easy to tell (0: unknown).
@@ -955,21 +962,14 @@ T loads(std::string_view data, OutOfBand* oob) {
   } else {
     if constexpr (std::is_same_v<T, std::string>) {
       // The most common message: one string, in the exact form CPython writes.
+      // Only this path is inline, so that a call costs no more than the
+      // string's allocation and copy.
       std::string_view text;
       if (internal::FastStrPayload(data, &text) && internal::IsPickleUtf8(text))
+          [[likely]]
         return std::string(text);
     }
-    // The typed Reader decodes what CPython and this library write directly;
-    // anything it cannot follow is decoded as an Object first (which also
-    // reports malformed input precisely) and re-read in the form the Reader
-    // follows.
-    try {
-      return internal::LoadTop<T>(data, oob);
-    } catch (const Exception&) {
-    }
-    std::string canonical =
-        internal::Canonicalize(data);  // counts the fallback
-    return internal::LoadTop<T>(canonical, oob);
+    return internal::LoadTyped<T>(data, oob);
   }
 }
 

@@ -140,6 +140,61 @@ TEST(PickleTest, TopLevelStrings) {
   EXPECT_THROW(dumps(std::string("\xff")), PicklingError);
 }
 
+// pickle.dumps(text) as CPython 3.11 writes it, framed even when short.
+std::string CPythonStrPickle(const std::string& text) {
+  std::string body;
+  size_t n = text.size();
+  if (n < 256) {
+    body = std::string("\x8c", 1) + static_cast<char>(n);
+  } else {
+    auto n32 = static_cast<uint32_t>(n);
+    body = "X" + std::string(reinterpret_cast<const char*>(&n32), 4);
+  }
+  body += text + "\x94.";
+  uint64_t size = body.size();
+  return "\x80\x04\x95" + std::string(reinterpret_cast<const char*>(&size), 8) +
+         body;
+}
+
+void CheckStrsUpTo(size_t max) {
+  for (size_t n = 0; n <= max; ++n) {
+    std::string text(n, 'a');
+    ASSERT_TRUE(internal::IsAsciiInline(text)) << n;
+    ASSERT_EQ(loads<std::string>(CPythonStrPickle(text)), text);
+    for (size_t i = 0; i < n; ++i) {
+      text[i] = '\x80';
+      ASSERT_FALSE(internal::IsAsciiInline(text)) << n << " " << i;
+      ASSERT_FALSE(internal::IsAscii(text)) << n << " " << i;
+      ASSERT_FALSE(internal::IsPickleUtf8(text)) << n << " " << i;
+      if (i + 1 < n) {
+        text[i] = '\xc3';  // U+00E9
+        text[i + 1] = '\xa9';
+        ASSERT_TRUE(internal::IsPickleUtf8(text)) << n << " " << i;
+        ASSERT_EQ(loads<std::string>(CPythonStrPickle(text)), text);
+        text[i + 1] = 'a';
+        ASSERT_THROW(loads<std::string>(CPythonStrPickle(text)),
+                     UnpicklingError)
+            << n << " " << i;
+      }
+      text[i] = 'a';
+    }
+  }
+}
+
+TEST(PickleTest, StrChecksAtEverySizeAndPosition) {
+  // The UTF-8 check looks at words or vectors of several widths, overlapping
+  // at the end: every length up to past the inline limit, with one non-ASCII
+  // byte at every position, a valid two-byte sequence, and a truncated one;
+  // with and without AVX2 where the CPU has it.
+  CheckStrsUpTo(600);
+#if defined(__x86_64__)
+  const bool has_avx2 = internal::cpu_has_avx2;
+  internal::cpu_has_avx2 = false;
+  CheckStrsUpTo(600);
+  internal::cpu_has_avx2 = has_avx2;
+#endif
+}
+
 TEST(PickleTest, Scalars) {
   ExpectRoundTrip(true);
   ExpectRoundTrip(false);

@@ -67,14 +67,23 @@ void EncodeLong(bool negative, absl::uint128 magnitude, std::string* out) {
   out->append(reinterpret_cast<const char*>(bytes), n);
 }
 
-namespace {
-
 #if defined(__x86_64__)
-// IsAscii, 128 bytes per step on processors with AVX2 (chosen at run time).
-__attribute__((target("avx2"))) bool IsAsciiAvx2(const uint8_t* p, size_t n) {
-  size_t i = 0;
+namespace {
+bool CpuHasAvx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") != 0;
+}
+}  // namespace
+
+bool cpu_has_avx2 = CpuHasAvx2();
+
+// 128 bytes per step, then 32, then the last 32 (overlapping). No lambda
+// here: it would not inherit the target attribute.
+__attribute__((target("avx2"))) bool IsAsciiAvx2(const char* p, size_t n) {
   const auto* v = reinterpret_cast<const __m256i*>(p);
-  __m256i acc = _mm256_setzero_si256();
+  __m256i acc =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + n - 32));
+  size_t i = 0;
   for (; i + 128 <= n; i += 128, v += 4) {
     __m256i a =
         _mm256_or_si256(_mm256_loadu_si256(v), _mm256_loadu_si256(v + 1));
@@ -84,29 +93,16 @@ __attribute__((target("avx2"))) bool IsAsciiAvx2(const uint8_t* p, size_t n) {
   }
   for (; i + 32 <= n; i += 32, ++v)
     acc = _mm256_or_si256(acc, _mm256_loadu_si256(v));
-  if (_mm256_movemask_epi8(acc) != 0) return false;
-  uint8_t high = 0;
-  for (; i < n; ++i) high |= p[i];
-  return high < 0x80;
-}
-
-bool HasAvx2() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return has;
+  return _mm256_movemask_epi8(acc) == 0;
 }
 #endif
-
-}  // namespace
 
 // 64 bytes per step with SSE2 (every x86-64 has it), then bytewise.
 bool IsAscii(std::string_view s) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
   size_t n = s.size();
 #if defined(__x86_64__)
-  if (n >= 64 && HasAvx2()) return IsAsciiAvx2(p, n);
+  if (n >= 64 && cpu_has_avx2) return IsAsciiAvx2(s.data(), n);
 #endif
   size_t i = 0;
 #if defined(__SSE2__)
