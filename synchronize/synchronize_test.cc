@@ -1,6 +1,9 @@
 // Semantics of the primitives within one process (threads).
 #include "synchronize/synchronize.h"
 
+#include <sys/mman.h>
+#include <sys/wait.h>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -135,6 +138,116 @@ TEST(LockTest, ContendedWithTimeoutsAndTryLocks) {
     release();
     if (!recursive) EXPECT_THROW(lock.release(), ValueError);
   }
+}
+
+// Stays in a critical section a little, so that races show.
+void Linger() {
+  for (int i = 0; i < 20; ++i) __builtin_ia32_pause();
+}
+
+// A new Lock is biased to the thread that made it (see semlock.h). Another
+// thread or process taking it for the first time races with the biased
+// thread's own acquires; exclusion must hold through that revocation.
+TEST(LockTest, ExclusionHoldsWhileTheBiasIsRevokedByAThread) {
+  for (bool recursive : {false, true}) {
+    for (int round = 0; round < 200; ++round) {
+      Lock lock;
+      RLock rlock;
+      auto acquire = [&] {
+        return recursive ? rlock.acquire(true, 20s) : lock.acquire(true, 20s);
+      };
+      auto release = [&] { recursive ? rlock.release() : lock.release(); };
+      long counter = 0;
+      std::atomic<int> inside{0};
+      std::atomic<bool> go{false};
+      auto work = [&] {
+        for (int j = 0; j < 200; ++j) {
+          ASSERT_TRUE(acquire());
+          EXPECT_EQ(inside.fetch_add(1), 0);
+          ++counter;
+          Linger();
+          inside.fetch_sub(1);
+          release();
+        }
+      };
+      std::thread other([&] {
+        while (!go.load()) std::this_thread::yield();
+        work();
+      });
+      go.store(true);
+      work();
+      other.join();
+      ASSERT_EQ(counter, 400) << "round " << round;
+    }
+  }
+}
+
+TEST(LockTest, ExclusionHoldsWhileTheBiasIsRevokedByAProcess) {
+  struct Shared {
+    long counter;
+    long inside;
+    long overlaps;
+    std::atomic<int> ready;
+  };
+  void* p = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  auto* shared = static_cast<Shared*>(p);
+  for (int round = 0; round < 60; ++round) {
+    shared->counter = shared->inside = shared->overlaps = 0;
+    shared->ready.store(0);
+    Lock lock;
+    auto work = [&] {
+      for (int j = 0; j < 2000; ++j) {
+        if (!lock.acquire(true, 20s)) {
+          ++shared->overlaps;  // a lost release: count it, don't hang
+          continue;
+        }
+        if (++shared->inside != 1) ++shared->overlaps;
+        ++shared->counter;
+        Linger();
+        --shared->inside;
+        lock.release();
+      }
+    };
+    pid_t child = testing::ForkChild([&] {
+      shared->ready.store(1);
+      work();
+      return 0;
+    });
+    // Start together, so that the child's first acquire meets the parent's.
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (shared->ready.load() == 0 &&
+           std::chrono::steady_clock::now() < until) {
+    }
+    work();
+    int status = testing::WaitChild(child, 30);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    ASSERT_EQ(shared->counter, 4000) << "round " << round;
+    ASSERT_EQ(shared->overlaps, 0) << "round " << round;
+  }
+  munmap(p, sizeof(Shared));
+}
+
+TEST(LockTest, BiasedHoldReleasedElsewhereAndRevocationTimeouts) {
+  Lock lock;
+  ASSERT_TRUE(lock.acquire());  // through the bias
+  std::thread t([&] {
+    // Revoking waits for the biased holder, within the timeout only.
+    EXPECT_FALSE(lock.acquire(true, 30ms));
+    EXPECT_FALSE(lock.acquire(false));
+    EXPECT_EQ(lock.repr(), "<Lock(owner=SomeOtherThread)>");
+    lock.release();  // any thread may release a Lock
+    EXPECT_EQ(lock.repr(), "<Lock(owner=None)>");
+    EXPECT_TRUE(lock.acquire(false));
+  });
+  t.join();
+  EXPECT_FALSE(lock.acquire(false));
+  EXPECT_FALSE(lock.acquire(true, 10ms));
+  lock.release();
+  EXPECT_THROW(lock.release(), ValueError);
+  EXPECT_TRUE(lock.acquire(false));
+  lock.release();
 }
 
 TEST(RLockTest, RecursionOwnershipAndRepr) {

@@ -38,6 +38,24 @@ inline bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
   return !(rc == -1 && errno == ETIMEDOUT);
 }
 
+// The calling thread's id (cached; right in forked children too): what a
+// futex word records as its holder.
+extern __thread uint32_t t_tid;
+uint32_t CacheTid();
+inline uint32_t Tid() {
+  uint32_t tid = t_tid;
+  return tid != 0 ? tid : CacheTid();
+}
+
+// A spin-wait hint to the processor.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Wakes up to `count` waiters of `word`.
 inline void FutexWake(std::atomic<uint32_t>* word, int count) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, count,

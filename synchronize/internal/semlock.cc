@@ -98,7 +98,10 @@ SemLock::SemLock(sem_t* sem, std::string name, Kind kind, int maxvalue,
       maxvalue_(maxvalue),
       mutex_(maxvalue == 1 && InlineLayoutOk()),
       creator_pid_(creator ? getpid() : 0),
-      mapped_fd_(mapped_fd) {}
+      mapped_fd_(mapped_fd) {
+  // Releases are plain stores only in a process registered for HeavyFence.
+  if (mutex_) EnableLightFences();
+}
 
 std::shared_ptr<SemLock> SemLock::Create(Kind kind, int value, int maxvalue) {
   if (value < 0) throw ValueError("semaphore initial value must be >= 0");
@@ -124,6 +127,12 @@ std::shared_ptr<SemLock> SemLock::Create(Kind kind, int value, int maxvalue) {
     }
     std::shared_ptr<SemLock> lock(
         new SemLock(sem, name, kind, maxvalue, /*creator=*/true));
+    // Biased to this thread until another takes it (see semlock.h); only
+    // where releases and this thread's fences can be light.
+    if (lock->mutex_ && g_light_fences.load(std::memory_order_relaxed)) {
+      lock->bias_word()->store(Tid(), std::memory_order_relaxed);
+      lock->biased_here_ = true;
+    }
     Registry& registry = GetRegistry();
     std::lock_guard<std::mutex> guard(registry.mutex);
     registry.by_name[name] = lock;
@@ -303,7 +312,7 @@ bool SemLock::AcquireSlow(bool block, std::optional<double> timeout) {
   // A holder usually releases within a microsecond or two (a Condition's
   // notifier is about to wait): spin briefly before sleeping in the kernel.
   for (int i = 0; i < 100; ++i) {
-    __builtin_ia32_pause();
+    CpuRelax();
     if (TryWaitFast()) return true;
   }
   if (!timeout) {
@@ -326,7 +335,7 @@ bool SemLock::MutexAcquireSlow(bool block, std::optional<double> timeout) {
   // A holder usually releases within a microsecond or two (a Condition's
   // notifier is about to wait): spin briefly before sleeping in the kernel.
   for (int i = 0; i < 100; ++i) {
-    __builtin_ia32_pause();
+    CpuRelax();
     uint32_t expected = kFree;
     if (word->load(std::memory_order_relaxed) == kFree &&
         word->compare_exchange_strong(expected, kLocked,
@@ -335,26 +344,76 @@ bool SemLock::MutexAcquireSlow(bool block, std::optional<double> timeout) {
       return true;
     }
   }
-  // From here on the word says "maybe slept on" whenever it is held, so the
-  // holder's release wakes someone. Whoever takes the lock this way leaves
-  // that mark (there may be other sleepers), and every waiter that wakes up
-  // exchanges again before it gives up: a wake-up is never lost.
+  // Announce the sleep in the sleepers' half, then make sure every releaser
+  // either sees the announcement (and wakes us) or has its release visible
+  // below (membarrier.h).
   Deadline deadline = DeadlineAfter(timeout);
+  sleepers_word()->fetch_add(1);
+  HeavyFence();
+  bool taken = false;
   for (;;) {
-    if (word->exchange(kContended, std::memory_order_acquire) == kFree) {
-      return true;
+    uint32_t expected = kFree;
+    if (word->load(std::memory_order_relaxed) == kFree &&
+        word->compare_exchange_strong(expected, kLocked,
+                                      std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+      taken = true;
+      break;
     }
-    if (Expired(deadline)) return false;
-    FutexWait(word, kContended, deadline);
+    if (Expired(deadline)) break;
+    FutexWait(word, kLocked, deadline);
   }
+  sleepers_word()->fetch_sub(1);
+  if (taken && (bias_word()->load(std::memory_order_relaxed) |
+                bias_held_word()->load(std::memory_order_relaxed)) != 0) {
+    return RevokeBias(deadline);
+  }
+  return taken;
 }
 
-void SemLock::MutexReleaseSlow(uint32_t old) {
-  if (old == kFree) ThrowReleasedTooManyTimes();  // was not held: unchanged
-  WakeOne();
+void SemLock::BiasBackOff() {
+  bias_held_word()->store(0, std::memory_order_release);
+  LightFence();
+  if (bias_word()->load(std::memory_order_relaxed) == 0) WakeBiasWaiters();
 }
+
+bool SemLock::RevokeBias(const Deadline& deadline) {
+  std::atomic<uint32_t>* held = bias_held_word();
+  if (bias_word()->load(std::memory_order_relaxed) != 0) {
+    bias_word()->store(0, std::memory_order_relaxed);
+    // Now either the biased thread sees the bias gone before it takes the
+    // flag, or this thread sees its flag below.
+    HeavyFence();
+  }
+  for (int i = 0; i < 100; ++i) {
+    if (held->load(std::memory_order_acquire) == 0) return true;
+    CpuRelax();
+  }
+  // Held through the bias: wait for its release (which wakes us, since the
+  // bias is gone), re-checking now and then in case the holder backs off.
+  for (;;) {
+    uint32_t seen = held->load(std::memory_order_acquire);
+    if (seen == 0) return true;
+    if (Expired(deadline)) break;
+    Deadline slice = DeadlineAfter(0.05);
+    if (deadline && (deadline->tv_sec < slice->tv_sec ||
+                     (deadline->tv_sec == slice->tv_sec &&
+                      deadline->tv_nsec < slice->tv_nsec))) {
+      slice = deadline;
+    }
+    FutexWait(held, seen, slice);
+  }
+  // Timed out: let the word go again.
+  mutex_word()->store(kFree, std::memory_order_release);
+  LightFence();
+  if (sleepers_word()->load(std::memory_order_relaxed) != 0) WakeOne();
+  return false;
+}
+
+void SemLock::WakeBiasWaiters() { FutexWake(bias_held_word(), INT_MAX); }
 
 int SemLock::GetValue() const {
+  if (mutex_) return Held() ? 0 : 1;
   int value = 0;
   if (sem_getvalue(sem_, &value) != 0) RaiseOSError("sem_getvalue", errno);
   return value < 0 ? 0 : value;
@@ -398,33 +457,6 @@ std::string SemLock::RLockRepr() const {
   if (GetValue() == 1) return "<RLock(None, 0)>";
   if (HeldByOtherThread()) return "<RLock(SomeOtherThread, nonzero)>";
   return "<RLock(SomeOtherProcess, nonzero)>";
-}
-
-// ---- futex.h
-
-Deadline DeadlineAfter(std::optional<double> seconds) {
-  if (!seconds) return std::nullopt;
-  double s = std::isnan(*seconds) ? 0 : std::max(0.0, *seconds);
-  s = std::min(s, 3.0e9);  // about a century
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  double whole = std::floor(s);
-  timespec deadline;
-  deadline.tv_sec = now.tv_sec + static_cast<time_t>(whole);
-  deadline.tv_nsec = now.tv_nsec + static_cast<long>((s - whole) * 1e9);
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec += 1;
-    deadline.tv_nsec -= 1000000000L;
-  }
-  return deadline;
-}
-
-bool Expired(const Deadline& deadline) {
-  if (!deadline) return false;
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec > deadline->tv_sec ||
-         (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
 }  // namespace multiprocessing::internal

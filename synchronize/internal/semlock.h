@@ -27,6 +27,9 @@
 #include <optional>
 #include <string>
 
+#include "synchronize/internal/futex.h"
+#include "synchronize/internal/membarrier.h"
+
 namespace multiprocessing::internal {
 
 // A token for the calling thread, unique within this process and never
@@ -88,11 +91,10 @@ class SemLock {
                    std::memory_order_relaxed);
       return true;
     }
-    uint32_t expected = kFree;
-    if (!mutex_word()->compare_exchange_strong(expected, kLocked,
-                                               std::memory_order_acquire,
-                                               std::memory_order_relaxed) &&
-        !MutexAcquireSlow(block, timeout)) {
+    if (!(biased_here_ &&
+          bias_word()->load(std::memory_order_relaxed) == Tid() &&
+          TryBiasedAcquire()) &&
+        !MutexAcquire(block, timeout)) {
       return false;
     }
     owner_.store(me, std::memory_order_relaxed);
@@ -113,13 +115,30 @@ class SemLock {
       }
     }
     if (!mutex_) return ReleaseSemaphore();
+    // A Lock taken elsewhere may legally be released here: then check that
+    // it is held at all (racy against a concurrent release of the same Lock,
+    // as CPython's check is). The usual case, taken by this thread, is known
+    // to be held without reading the word.
+    if (count_.load(std::memory_order_relaxed) == 0 && !Held()) {
+      ThrowReleasedTooManyTimes();
+    }
     // Before the release: once free another thread may take ownership.
     count_.store(0, std::memory_order_relaxed);
     owner_.store(0, std::memory_order_relaxed);
-    // One exchange both frees the lock and tells whether anyone sleeps on it
-    // (or whether it was not held at all: then nothing changed).
-    uint32_t old = mutex_word()->exchange(kFree, std::memory_order_release);
-    if (old != kLocked) MutexReleaseSlow(old);
+    if (bias_held_word()->load(std::memory_order_relaxed) == kBiasHeld) {
+      bias_held_word()->store(0, std::memory_order_release);
+      LightFence();
+      // Once the bias is revoked, a revoker may be waiting for this.
+      if (bias_word()->load(std::memory_order_relaxed) == 0) WakeBiasWaiters();
+      return;
+    }
+    // A plain store: no atomic read-modify-write, so the release does not
+    // wait for this core's earlier stores to drain. Sleepers announce
+    // themselves in the other half of the word with a HeavyFence, which
+    // makes the LightFence enough (membarrier.h).
+    mutex_word()->store(kFree, std::memory_order_release);
+    LightFence();
+    if (sleepers_word()->load(std::memory_order_relaxed) != 0) WakeOne();
   }
 
   // For Condition.wait: releases a Lock / RLock the caller holds, however
@@ -208,21 +227,73 @@ class SemLock {
   }
 
   // Locks (maxvalue 1: Lock, RLock, BoundedSemaphore(1)) are futex mutexes
-  // on the value half of the same word, which always reads as the
-  // semaphore's value to sem_getvalue (1 free, 0 held, -1 held and maybe
-  // slept on, counted as 0). Acquiring is one compare-and-swap, releasing
-  // one exchange: two atomic operations per pair, where glibc's sem_post
-  // needs a compare-and-swap loop plus a read of the sleepers' count. Every
-  // process agrees on the protocol since maxvalue travels with the name.
+  // on the same word, in glibc's layout: the value half is 1 free, 0 held;
+  // the other half counts sleepers. Acquiring is one compare-and-swap,
+  // releasing a plain store and a read of the sleepers' count (see Release),
+  // where glibc's sem_post needs a compare-and-swap loop. Every process agrees
+  // on the protocol since maxvalue travels with the name.
   static constexpr uint32_t kFree = 1;
   static constexpr uint32_t kLocked = 0;
-  static constexpr uint32_t kContended = 0xffffffffu;
   std::atomic<uint32_t>* mutex_word() const {
     static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
     return reinterpret_cast<std::atomic<uint32_t>*>(sem_);
   }
+  std::atomic<uint32_t>* sleepers_word() const { return mutex_word() + 1; }
+
+  // Biased locking. Even one atomic read-modify-write per acquire costs more
+  // than everything else in an uncontended pair, so a new Lock is biased to
+  // the thread that made it: that thread takes and releases it with plain
+  // stores to a flag, as long as nobody else ever takes it. Two spare words of
+  // the semaphore hold the bias (the biased thread's id; 0 once revoked) and
+  // the flag (0 free, kBiasTrying, kBiasHeld). The biased thread sets the
+  // flag and then checks the bias and the mutex word; any other taker takes
+  // the mutex word, then clears the bias and runs a HeavyFence before it
+  // checks the flag (a Dekker handshake with asymmetric fences, membarrier.h)
+  // and waits for it to clear. So the first other taker revokes the bias for
+  // good, once, and from then on the Lock is the futex mutex above.
+  static constexpr uint32_t kBiasTrying = 1;
+  static constexpr uint32_t kBiasHeld = 2;
+  static_assert(sizeof(sem_t) >= 6 * sizeof(uint32_t));
+  std::atomic<uint32_t>* bias_word() const { return mutex_word() + 4; }
+  std::atomic<uint32_t>* bias_held_word() const { return mutex_word() + 5; }
+  [[gnu::always_inline]] bool TryBiasedAcquire() {
+    std::atomic<uint32_t>* held = bias_held_word();
+    if (held->load(std::memory_order_acquire) != 0) return false;
+    held->store(kBiasTrying, std::memory_order_relaxed);
+    LightFence();
+    if (mutex_word()->load(std::memory_order_acquire) == kFree &&
+        bias_word()->load(std::memory_order_relaxed) == Tid()) {
+      held->store(kBiasHeld, std::memory_order_relaxed);
+      return true;
+    }
+    BiasBackOff();
+    return false;
+  }
+  void BiasBackOff();
+  // The mutex word's path, then revocation of the bias if there is one.
+  [[gnu::always_inline]] bool MutexAcquire(bool block,
+                                           std::optional<double> timeout) {
+    uint32_t expected = kFree;
+    if (!mutex_word()->compare_exchange_strong(expected, kLocked,
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+      return MutexAcquireSlow(block, timeout);
+    }
+    if ((bias_word()->load(std::memory_order_relaxed) |
+         bias_held_word()->load(std::memory_order_relaxed)) != 0) {
+      return RevokeBias(DeadlineAfter(block ? timeout : 0.0));
+    }
+    return true;
+  }
+  // With the mutex word taken: revokes the bias and waits for the biased
+  // thread to let go. False (the word released again) on timeout.
+  bool RevokeBias(const Deadline& deadline);
+  void WakeBiasWaiters();
+  bool Held() const {
+    return mutex_word()->load(std::memory_order_relaxed) == kLocked ||
+           bias_held_word()->load(std::memory_order_relaxed) == kBiasHeld;
+  }
   bool MutexAcquireSlow(bool block, std::optional<double> timeout);
-  void MutexReleaseSlow(uint32_t old);
   void WakeOne();
   [[noreturn]] static void ThrowNotOwned();
   [[noreturn]] static void ThrowReleasedTooManyTimes();
@@ -234,6 +305,10 @@ class SemLock {
   const int maxvalue_;
   const bool mutex_;  // the futex-mutex protocol (maxvalue 1, inline layout)
   const pid_t creator_pid_;  // 0 when opened by name
+  // Made in this process (or its fork parent): only then can the bias name
+  // one of this process's threads. (A thread id alone could match a thread
+  // of another PID namespace that opened the name.)
+  bool biased_here_ = false;
   // >= 0 when the semaphore was mapped from a received descriptor (kept for
   // sending it on); then sem_ is our mapping, not sem_open's.
   const int mapped_fd_;
