@@ -527,19 +527,63 @@ struct ReaderAccess {
     return out;
   }
 
-  // Whether [p, e) starts with a global in the form CPython writes from
-  // protocol 4: SHORT_BINUNICODE 'builtins', SHORT_BINUNICODE name (each
-  // perhaps memoized), STACK_GLOBAL. A reader that pulls values cannot tell
-  // the two strs from a pair of values until it sees the STACK_GLOBAL, so it
-  // looks ahead for this one form; the Object decoder reads the others.
-  static bool MatchStackGlobal(const uint8_t* p, const uint8_t* e,
-                               std::string_view* module,
-                               std::string_view* name) {
-    auto str = [&](std::string_view* out) {
-      if (e - p < 2 || p[0] != op::kShortBinUnicode || e - p - 2 < p[1])
-        return false;
-      if (out) *out = {reinterpret_cast<const char*>(p + 2), p[1]};
-      p += 2 + p[1];
+  // A global in the form CPython writes from protocol 4: the strs 'builtins'
+  // and the name, each perhaps memoized, then STACK_GLOBAL.
+  struct StackGlobal {
+    std::string_view module, name;
+    size_t module_size = 0, name_size = 0;  // of their opcodes, memo excluded
+    size_t size = 0;                        // up to STACK_GLOBAL included
+  };
+
+  // The completed memo entry a BINGET / LONG_BINGET at p refers to, and the
+  // opcode's length in *size; false for anything else.
+  static bool MemoRefAt(const Reader& r, const uint8_t* p, const uint8_t* e,
+                        Reader::MemoRange* range, size_t* size) {
+    size_t index;
+    if (e - p >= 2 && p[0] == op::kBinGet) {
+      index = p[1];
+      *size = 2;
+    } else if (e - p >= 5 && p[0] == op::kLongBinGet) {
+      index = LoadLE32(p + 1);
+      *size = 5;
+    } else {
+      return false;
+    }
+    if (index >= r.memo_.size() || r.memo_[index].end == Reader::kPending)
+      return false;
+    *range = r.memo_[index];
+    return true;
+  }
+
+  // The str at p as a global's module or name: SHORT_BINUNICODE, or a memo
+  // reference to exactly one (CPython's second global refers back to
+  // 'builtins'); *size is the opcode's length.
+  static bool GlobalPartAt(const Reader& r, const uint8_t* p, const uint8_t* e,
+                           std::string_view* text, size_t* size) {
+    const uint8_t* s = p;
+    const uint8_t* se = e;
+    Reader::MemoRange range;
+    bool is_ref = MemoRefAt(r, p, e, &range, size);
+    if (is_ref) {
+      s = r.base_ + range.start;
+      se = r.base_ + range.end;
+      if (se - s < 2 || se - s - 2 != s[1]) return false;
+    }
+    if (se - s < 2 || s[0] != op::kShortBinUnicode || se - s - 2 < s[1])
+      return false;
+    *text = {reinterpret_cast<const char*>(s + 2), s[1]};
+    if (!is_ref) *size = 2 + size_t{s[1]};
+    return true;
+  }
+
+  // Whether the read position starts a StackGlobal. A reader that pulls
+  // values cannot tell the two strs from a pair of values until it sees the
+  // STACK_GLOBAL, so it looks ahead for this one form; the Object decoder
+  // reads the others.
+  static bool MatchStackGlobal(const Reader& r, StackGlobal* out) {
+    const uint8_t* p = r.pos_;
+    const uint8_t* e = r.end_;
+    auto skip_memo = [&] {
       for (;;) {
         if (p != e && *p == op::kMemoize) {
           p += 1;
@@ -548,13 +592,42 @@ struct ReaderAccess {
         } else if (e - p >= 5 && *p == op::kLongBinPut) {
           p += 5;
         } else {
-          return true;
+          return;
         }
       }
     };
-    if (e - p < 10 || p[1] != 8 || std::memcmp(p + 2, "builtins", 8) != 0)
+    StackGlobal g;
+    if (!GlobalPartAt(r, p, e, &g.module, &g.module_size) ||
+        g.module != "builtins")
       return false;
-    return str(module) && str(name) && p != e && *p == op::kStackGlobal;
+    p += g.module_size;
+    skip_memo();
+    if (!GlobalPartAt(r, p, e, &g.name, &g.name_size)) return false;
+    p += g.name_size;
+    skip_memo();
+    if (p == e || *p != op::kStackGlobal) return false;
+    g.size = static_cast<size_t>(p + 1 - r.pos_);
+    if (out) *out = g;
+    return true;
+  }
+
+  // A memo reference at the read position to a whole global read before (a
+  // global's later uses, as CPython writes them: BINGET of `range`): its
+  // Callable, and the reference's length in *size. False for anything else.
+  static bool GlobalRefAt(Reader& r, Callable* callable, size_t* size) {
+    Reader::MemoRange range;
+    if (!MemoRefAt(r, r.pos_, r.end_, &range, size)) return false;
+    Reader::ReplayScope scope(r, range);
+    StackGlobal g;
+    if (r.pos_ != r.end_ && *r.pos_ == op::kGlobal) {
+      *callable = r.read_global();
+    } else if (MatchStackGlobal(r, &g)) {
+      *callable = ResolveGlobal(g.module, g.name);
+      r.pos_ += g.size;
+    } else {
+      return false;
+    }
+    return r.pos_ == r.end_;
   }
 
   // Consumes a GLOBAL, or the STACK_GLOBAL form above, recording memo
@@ -562,13 +635,19 @@ struct ReaderAccess {
   static Callable ReadAnyGlobal(Reader& r) {
     if (r.peek() == op::kGlobal) return r.read_global();
     size_t start = r.offset();
-    std::string_view module, name;
-    if (!MatchStackGlobal(r.pos_, r.end_, &module, &name))
-      r.fail_type("a global");
-    Callable callable = ResolveGlobal(module, name);
-    for (std::string_view part : {module, name}) {
+    Callable callable;
+    size_t ref_size;
+    if (GlobalRefAt(r, &callable, &ref_size)) {
+      r.pos_ += ref_size;
+      r.note_memo(start);
+      return callable;
+    }
+    StackGlobal g;
+    if (!MatchStackGlobal(r, &g)) r.fail_type("a global");
+    callable = ResolveGlobal(g.module, g.name);
+    for (size_t size : {g.module_size, g.name_size}) {
       size_t at = r.offset();
-      r.pos_ += 2 + part.size();
+      r.pos_ += size;
       r.note_memo(at);
     }
     ++r.pos_;  // STACK_GLOBAL
@@ -628,14 +707,12 @@ struct ReaderAccess {
       case Callable::kSlice:
         r.attempt([&] {
           ReadAnyGlobal(r);
-          std::vector<Object> args;
-          auto item = [&] { args.push_back(r.load<Object>()); };
-          auto truncate = [&](size_t n) { args.resize(n); };
-          size_t args_start = r.offset();
-          r.read_sequence(Reader::kTuple, item, truncate);
-          r.note_memo(args_start);
+          // The arguments: one tuple, which CPython writes after its items
+          // (TUPLE3), and this library inside MARK ... TUPLE.
+          Object args = r.load<Object>();
+          if (!args.is_tuple()) r.fail_type("a tuple of arguments");
           r.expect(op::kReduce, "REDUCE");
-          out = CallBuiltin(callable, args);
+          out = CallBuiltin(callable, args.items());
         });
         break;
       default:
@@ -716,9 +793,12 @@ struct ReaderAccess {
       case op::kBinFloat:
         return Object(r.read_float());
       case op::kShortBinUnicode:
-        if (MatchStackGlobal(r.pos_, r.end_, nullptr, nullptr))
-          return LoadGlobal(r);
+        if (MatchStackGlobal(r, nullptr)) return LoadGlobal(r);
         return Object(r.read_str());
+      case op::kBinGet:
+      case op::kLongBinGet:  // a global, or its module, read before (load()
+                             // checked)
+        return LoadGlobal(r);
       case op::kBinUnicode:
       case op::kBinUnicode8:
         return Object(r.read_str());
@@ -1136,6 +1216,14 @@ Callable Reader::read_global() {
   Callable callable = internal::ResolveGlobal(parts[0], parts[1]);
   note_memo(start);
   return callable;
+}
+
+bool Reader::global_follows() {
+  using internal::ReaderAccess;
+  Callable callable;
+  size_t size;
+  return ReaderAccess::MatchStackGlobal(*this, nullptr) ||
+         ReaderAccess::GlobalRefAt(*this, &callable, &size);
 }
 
 Object Pickler<Object>::Load(Reader& r) {

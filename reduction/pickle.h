@@ -446,6 +446,30 @@ class Reader {
   size_t memo_pending(size_t start);
   template <class T>
   T replay();
+  // While alive, the read position is in the memo entry `range`, read as a
+  // replay reads it (recording no memo entries); the position is restored
+  // after.
+  class ReplayScope {
+   public:
+    ReplayScope(Reader& r, MemoRange range)
+        : r_(r), pos_(r.pos_), end_(r.end_) {
+      r.pos_ = r.base_ + range.start;
+      r.end_ = r.base_ + range.end;
+      ++r.replaying_;
+    }
+    ReplayScope(const ReplayScope&) = delete;
+    ReplayScope& operator=(const ReplayScope&) = delete;
+    ~ReplayScope() {
+      r_.pos_ = pos_;
+      r_.end_ = end_;
+      --r_.replaying_;
+    }
+
+   private:
+    Reader& r_;
+    const uint8_t* pos_;
+    const uint8_t* end_;
+  };
   template <class Item>
   static size_t call_item(Item& item) {
     if constexpr (std::is_void_v<decltype(item())>) {
@@ -461,6 +485,9 @@ class Reader {
   template <class Item, class Truncate>
   size_t read_reduced_set(Item& item, Truncate& truncate);
   internal::Callable read_global();
+  // Whether a global in the STACK_GLOBAL form, or a memo reference to a
+  // global, starts at the read position.
+  bool global_follows();
 
   const uint8_t* base_;
   const uint8_t* pos_;
@@ -577,7 +604,11 @@ T Reader::load() {
     ~Leave() { --depth; }
   } leave{depth_};
   size_t start = offset();
-  if (is_get_op(peek())) [[unlikely]] {
+  // A memo reference stands for a value read before, except where it is a
+  // global or a global's module (CPython refers back to 'builtins' after the
+  // first global, and to `range` when it calls it again): Pickler<Object>
+  // reads those, for itself or for the Pickler that loads an Object.
+  if (is_get_op(peek()) && !global_follows()) [[unlikely]] {
     T value = replay<T>();
     note_memo(start);
     return value;
@@ -597,22 +628,7 @@ T Reader::replay() {
         "memo reference " + std::to_string(index) +
         " is not a value decoded before it (a recursive structure?)");
   }
-  MemoRange range = memo_[index];
-  const uint8_t* saved_pos = pos_;
-  const uint8_t* saved_end = end_;
-  pos_ = base_ + range.start;
-  end_ = base_ + range.end;
-  ++replaying_;
-  struct Restore {
-    Reader& r;
-    const uint8_t* pos;
-    const uint8_t* end;
-    ~Restore() {
-      r.pos_ = pos;
-      r.end_ = end;
-      --r.replaying_;
-    }
-  } restore{*this, saved_pos, saved_end};
+  ReplayScope scope(*this, memo_[index]);
   T value = load<T>();
   if (pos_ != end_)
     throw UnpicklingError(

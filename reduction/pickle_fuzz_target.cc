@@ -60,6 +60,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     Object value = loads<Object>(data);
     bool small = TreeSize(value, 100000) < 100000;
     std::string text = small ? repr(value) : "";
+    // The typed Reader reads the input itself (or falls back): the same value.
+    if (small && repr(std::get<0>(loads<std::variant<Object>>(data))) != text)
+      std::abort();
     for (int protocol = 2; protocol <= kHighestProtocol; ++protocol) {
       std::string again = dumps(value, nullptr, protocol);
       Object back = loads<Object>(again);

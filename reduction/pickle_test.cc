@@ -560,5 +560,91 @@ TEST(PickleTest, BuiltinTypesRangeAndSliceAsCPythonWritesThem) {
                UnpicklingError);
 }
 
+TEST(PickleTest, SeveralTypeObjectsAsCPythonWritesThem) {
+  // From its second global on, CPython refers back to the memoized 'builtins'
+  // (BINGET) instead of writing it again; the typed Reader follows that
+  // directly, without the Object decoder.
+  using namespace std::string_literals;  // NOLINT
+  // pickle.dumps([float, int, str], protocol=4)
+  const std::string types =
+      "\x80\x04\x95.\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08"
+      "builtins\x94\x8c\x05"
+      "float\x94\x93\x94h\x01\x8c\x03int\x94\x93\x94h\x01\x8c\x03str\x94\x93"
+      "\x94"
+      "e."s;
+  // pickle.dumps([range(3), range(1, 5, 2)], protocol=4)
+  const std::string ranges =
+      "\x80\x04\x95"
+      "0\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08"
+      "builtins\x94\x8c\x05range\x94\x93\x94K\x00K\x03K\x01\x87\x94R\x94h\x03K"
+      "\x01K\x05K\x02\x87\x94R\x94"
+      "e."s;
+  // pickle.dumps([slice(1, 3), slice(None, -1, 2)], protocol=4)
+  const std::string slices =
+      "\x80\x04\x95"
+      "1\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08"
+      "builtins\x94\x8c\x05slice\x94\x93\x94K\x01K\x03N\x87\x94R\x94h\x03NJ\xff"
+      "\xff\xff\xffK\x02\x87\x94R\x94"
+      "e."s;
+  // pickle.dumps([float, float], protocol=4)
+  const std::string same =
+      "\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08"
+      "builtins\x94\x8c\x05"
+      "float\x94\x93\x94h\x03"
+      "e."s;
+  // pickle.dumps({'a': float, 'b': int}, protocol=4)
+  const std::string dict =
+      "\x80\x04\x95,\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01"
+      "a\x94\x8c\x08"
+      "builtins\x94\x8c\x05"
+      "float\x94\x93\x94\x8c\x01"
+      "b\x94h\x02\x8c\x03int\x94\x93\x94u."s;
+  // pickle.dumps([[float], [int, bytes]], protocol=4)
+  const std::string nested =
+      "\x80\x04\x95"
+      "7\x00\x00\x00\x00\x00\x00\x00]\x94(]\x94\x8c\x08"
+      "builtins\x94\x8c\x05"
+      "float\x94\x93\x94"
+      "a]\x94(h\x02\x8c\x03int\x94\x93\x94h\x02\x8c\x05"
+      "bytes\x94\x93\x94"
+      "ee."s;
+  uint64_t fallbacks = internal::TypedFallbackCount();
+  for (char protocol : {'\x04', '\x05'}) {
+    auto with = [protocol](std::string data) {
+      data[1] = protocol;
+      return data;
+    };
+    EXPECT_EQ(repr(Object::list(loads<std::vector<Object>>(with(types)))),
+              "[<class 'float'>, <class 'int'>, <class 'str'>]");
+    EXPECT_EQ(loads<std::vector<Range>>(with(ranges)),
+              (std::vector<Range>{{0, 3, 1}, {1, 5, 2}}));
+    EXPECT_EQ(
+        loads<std::vector<Slice>>(with(slices)),
+        (std::vector<Slice>{{1, 3, std::nullopt}, {std::nullopt, -1, 2}}));
+    EXPECT_EQ(repr(Object::list(loads<std::vector<Object>>(with(same)))),
+              "[<class 'float'>, <class 'float'>]");
+    auto d = loads<std::map<std::string, Object>>(with(dict));
+    ASSERT_EQ(d.size(), 2u);
+    EXPECT_EQ(repr(d["a"]), "<class 'float'>");
+    EXPECT_EQ(repr(d["b"]), "<class 'int'>");
+    auto lists = loads<std::vector<std::vector<Object>>>(with(nested));
+    ASSERT_EQ(lists.size(), 2u);
+    EXPECT_EQ(repr(Object::list(lists[1])), "[<class 'int'>, <class 'bytes'>]");
+    for (const std::string* data : {&types, &ranges, &slices, &same, &nested}) {
+      EXPECT_TRUE(Object::list(loads<std::vector<Object>>(with(*data))) ==
+                  loads<Object>(with(*data)));
+    }
+  }
+  EXPECT_EQ(internal::TypedFallbackCount(), fallbacks);
+
+  // A reference to another str before STACK_GLOBAL names a module that is not
+  // allowed: refused, typed or not.
+  const std::string other =
+      "\x80\x04]\x94(\x8c\x01x\x94h\x01\x8c\x03int\x94\x93\x94"
+      "e."s;
+  EXPECT_THROW(loads<std::vector<Object>>(other), UnpicklingError);
+  EXPECT_THROW(loads<Object>(other), UnpicklingError);
+}
+
 }  // namespace
 }  // namespace multiprocessing::reduction
