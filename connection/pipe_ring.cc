@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -21,15 +20,21 @@
 #include "absl/strings/str_cat.h"
 #include "connection/socket_io.h"
 #include "errors/errors.h"
+#include "synchronize/internal/futex.h"
+#include "synchronize/internal/membarrier.h"
+#include "synchronize/internal/robust_mutex.h"
 
 namespace multiprocessing::connection::internal {
 
 using Clock = std::chrono::steady_clock;
+using ::multiprocessing::internal::CpuRelax;
+using ::multiprocessing::internal::LockResult;
+using ::multiprocessing::internal::RobustMutex;
 
 namespace {
 
 constexpr std::uint64_t kMagic = 0x474e4952'45504950;  // "PIPERING"
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 // Frames start on 8-byte boundaries, so a frame's header never wraps.
 constexpr std::uint64_t kAlign = 8;
 // A length above this cannot be a real message.
@@ -51,12 +56,12 @@ constexpr auto kSpaceCheck = std::chrono::milliseconds(100);
 
 struct RingDirection {
   // Sender's side.
-  alignas(64) pthread_mutex_t write_lock;
+  alignas(64) RobustMutex write_lock;
   std::atomic<std::uint64_t> tail;
   std::atomic<std::uint64_t> bells_written;
   std::atomic<std::uint32_t> writing_frame;
   // Receiver's side.
-  alignas(64) pthread_mutex_t read_lock;
+  alignas(64) RobustMutex read_lock;
   std::atomic<std::uint64_t> head;
   std::atomic<std::uint64_t> bells_read;
   std::atomic<std::uint32_t> reading_frame;
@@ -88,14 +93,6 @@ std::size_t MappingSize(int directions) {
          static_cast<std::size_t>(directions) * PipeRing::kCapacity;
 }
 
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 void FutexWait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                std::chrono::nanoseconds timeout) {
   timespec ts{static_cast<time_t>(timeout.count() / 1000000000),
@@ -120,33 +117,19 @@ void FutexWakeAll(std::atomic<std::uint32_t>* word) {
 // next one, who learns whether the dead one was in the middle of a frame.
 class RobustLock {
  public:
-  explicit RobustLock(pthread_mutex_t* m) : m_(m) {
-    const int r = pthread_mutex_lock(m_);
-    if (r == EOWNERDEAD) {
-      owner_died_ = true;
-      pthread_mutex_consistent(m_);
-    } else if (r != 0) {
-      RaiseOSError("pthread_mutex_lock", r);
-    }
+  explicit RobustLock(RobustMutex* m) : m_(m) {
+    owner_died_ = ::multiprocessing::internal::Lock(m_, std::nullopt) ==
+                  LockResult::kOwnerDied;
   }
-  ~RobustLock() { pthread_mutex_unlock(m_); }
+  ~RobustLock() { ::multiprocessing::internal::Unlock(m_); }
   RobustLock(const RobustLock&) = delete;
   RobustLock& operator=(const RobustLock&) = delete;
   bool owner_died() const { return owner_died_; }
 
  private:
-  pthread_mutex_t* m_;
+  RobustMutex* m_;
   bool owner_died_ = false;
 };
-
-void InitRobustMutex(pthread_mutex_t* m) {
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(m, &attr);
-  pthread_mutexattr_destroy(&attr);
-}
 
 // Writes all of `data` to the doorbell socket.
 void SendAll(int sock, const char* data, std::size_t n, const int* fds,
@@ -494,8 +477,6 @@ std::shared_ptr<PipeRing> PipeRing::Create(int directions) {
   shared->directions = static_cast<std::uint32_t>(directions);
   shared->capacity = kCapacity;
   for (RingDirection& d : shared->dir) {
-    InitRobustMutex(&d.write_lock);
-    InitRobustMutex(&d.read_lock);
     d.need_bell.store(1);
   }
   return std::shared_ptr<PipeRing>(new PipeRing(fd, mapping, size));
@@ -536,7 +517,10 @@ PipeRing::PipeRing(int fd, void* mapping, std::size_t size)
       mapping_(mapping),
       size_(size),
       shared_(static_cast<RingShared*>(mapping)),
-      directions_(static_cast<int>(shared_->directions)) {}
+      directions_(static_cast<int>(shared_->directions)) {
+  // The rings' mutexes release with plain stores (robust_mutex.h).
+  ::multiprocessing::internal::EnableLightFences();
+}
 
 PipeRing::~PipeRing() {
   ::munmap(mapping_, size_);

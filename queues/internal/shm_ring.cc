@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <linux/futex.h>
-#include <linux/membarrier.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -17,18 +15,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
-
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#include <sanitizer/tsan_interface.h>
-#define MP_TSAN 1
-#endif
-#endif
+#include "synchronize/internal/futex.h"
+#include "synchronize/internal/membarrier.h"
+#include "synchronize/internal/robust_mutex.h"
 
 namespace multiprocessing::queues::internal {
 
+using ::multiprocessing::internal::CpuRelax;
+using ::multiprocessing::internal::HeavyFence;
+using ::multiprocessing::internal::LightFence;
+using ::multiprocessing::internal::LockResult;
+using ::multiprocessing::internal::RobustMutex;
+
 namespace {
-constexpr uint64_t kMagic = 0x6d702d72696e6702;  // "mp-ring" v2
+constexpr uint64_t kMagic = 0x6d702d72696e6703;  // "mp-ring" v3
 // A frame is its length, a seal word, and the payload padded to 8 bytes. The
 // seal is written last: a consumer sees that a frame is complete by reading
 // the seal at its head, so it never reads the producers' `tail` (whose cache
@@ -75,7 +75,7 @@ struct RingHeader {
   uint64_t capacity;
 
   // Producers' side. `tail` counts bytes published since creation.
-  alignas(64) pthread_mutex_t write_lock;
+  alignas(64) RobustMutex write_lock;
   std::atomic<uint64_t> tail;
   std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> data_waiters;
@@ -86,7 +86,7 @@ struct RingHeader {
   uint64_t write_stream_end;
 
   // Consumers' side. `head` counts bytes consumed since creation.
-  alignas(64) pthread_mutex_t read_lock;
+  alignas(64) RobustMutex read_lock;
   std::atomic<uint64_t> head;
   std::atomic<uint32_t> space_seq;
   std::atomic<uint32_t> space_waiters;
@@ -120,108 +120,14 @@ void FutexWakeAll(const uint32_t* word) {
 
 namespace {
 
-void InitRobustMutex(pthread_mutex_t* m) {
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(m, &attr);
-  pthread_mutexattr_destroy(&attr);
-}
-
-enum class Locked { kOk, kOwnerDied, kTimeout };
-
-Locked LockRobust(pthread_mutex_t* m, Deadline deadline) {
-  int rc;
-  if (deadline) {
-    // pthread_mutex_timedlock takes CLOCK_REALTIME; ThreadSanitizer does not
-    // know pthread_mutex_clocklock, which would take the monotonic deadline
-    // directly.
-    auto left = *deadline - std::chrono::steady_clock::now();
-    auto wall =
-        std::chrono::system_clock::now() +
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::max(left, std::chrono::steady_clock::duration::zero()));
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  wall.time_since_epoch())
-                  .count();
-    timespec ts{static_cast<time_t>(ns / 1000000000),
-                static_cast<long>(ns % 1000000000)};
-    rc = pthread_mutex_timedlock(m, &ts);
-  } else {
-    rc = pthread_mutex_lock(m);
-  }
-  if (rc == 0) return Locked::kOk;
-  if (rc == ETIMEDOUT) return Locked::kTimeout;
-  if (rc == EOWNERDEAD) {
-#if MP_TSAN
-    // ThreadSanitizer's pthread_mutex_timedlock does not record a lock taken
-    // with EOWNERDEAD.
-    if (deadline) {
-      __tsan_mutex_pre_lock(m, 0);
-      __tsan_mutex_post_lock(m, 0, 0);
-    }
-#endif
-    pthread_mutex_consistent(m);
-    return Locked::kOwnerDied;
-  }
-  RaiseOSError("pthread_mutex_lock on a queue", rc);
-}
-
-// Asymmetric fences for the waiter/waker handshakes. The frequent side (a
-// producer publishing a frame, a consumer freeing space) would otherwise pay a
-// full fence per item, which stalls it until its stores of the frame have left
-// the core; instead, the rare side (about to sleep) makes every processor that
-// runs a process of ours execute a full barrier (membarrier), which orders the
-// frequent side's accesses just as well. Each process registers once (fork
-// inherits it); where the kernel lacks it, both sides use real fences.
-bool RegisterForMembarrier() {
-  long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-  return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
-         syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0,
-                 0) == 0;
-}
-
-bool MembarrierAvailable() {
-  static const bool available = [] {
-    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
-  }();
-  return available;
-}
-
-// Set by every ring's creation or attachment in this process.
-std::atomic<bool> registered_for_membarrier{false};
-
-void EnsureRegistered() {
-  static const bool ok = RegisterForMembarrier();
-  registered_for_membarrier.store(ok, std::memory_order_relaxed);
-}
-
-inline void LightFence() {
-  if (registered_for_membarrier.load(std::memory_order_relaxed)) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-}
-
-void HeavyFence() {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (MembarrierAvailable()) {
-    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
-  }
+// Takes `m` (a robust mutex: see robust_mutex.h) before `deadline`.
+LockResult LockRing(RobustMutex* m, Deadline deadline) {
+  ::multiprocessing::internal::Deadline until;
+  if (deadline) until = ToTimespec(*deadline);
+  return ::multiprocessing::internal::Lock(m, until);
 }
 
 constexpr int kSpins = 4000;  // ~20-50 us
-
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 // Waits on `seq` after registering in `waiters`, unless `ready` already holds
 // (see Wake).
@@ -281,8 +187,6 @@ std::shared_ptr<ShmRing> ShmRing::Create(size_t capacity) {
   }
   auto* header = new (mapping) RingHeader();
   header->capacity = capacity;
-  InitRobustMutex(&header->write_lock);
-  InitRobustMutex(&header->read_lock);
   std::atomic_thread_fence(std::memory_order_release);
   header->magic = kMagic;
   return std::shared_ptr<ShmRing>(new ShmRing(fd, mapping, size));
@@ -322,7 +226,7 @@ ShmRing::ShmRing(int fd, void* mapping, size_t mapping_size)
       header_(static_cast<RingHeader*>(mapping)),
       data_(static_cast<char*>(mapping) + sizeof(RingHeader)),
       capacity_(header_->capacity) {
-  EnsureRegistered();
+  ::multiprocessing::internal::EnableLightFences();
 }
 
 ShmRing::~ShmRing() {
@@ -493,8 +397,7 @@ size_t ShmRing::Write(std::span<const std::string_view> frames,
 template <class Frame>
 size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   RingHeader* h = header_;
-  Locked locked = LockRobust(&h->write_lock, deadline);
-  if (locked == Locked::kTimeout) return 0;
+  if (LockRing(&h->write_lock, deadline) == LockResult::kTimeout) return 0;
   uint64_t tail = Recover(h->tail.load(std::memory_order_relaxed));
   uint64_t published = tail;
   size_t written = 0;
@@ -530,21 +433,15 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
     ++written;
   }
   if (tail != published) Publish(tail);
-  pthread_mutex_unlock(&h->write_lock);
+  ::multiprocessing::internal::Unlock(&h->write_lock);
   return written;
 }
 
 bool ShmRing::TryWrite(std::string_view frame) {
   RingHeader* h = header_;
   if (Streamed(frame.size())) return false;
-  int rc = pthread_mutex_trylock(&h->write_lock);
-  if (rc == EOWNERDEAD) {
-    // Recovery of a dead producer's frame is WriteFrames' job.
-    pthread_mutex_consistent(&h->write_lock);
-    pthread_mutex_unlock(&h->write_lock);
-    return false;
-  }
-  if (rc != 0) return false;
+  // A dead holder's mutex is left to WriteFrames, which repairs the ring.
+  if (!::multiprocessing::internal::TryLock(&h->write_lock)) return false;
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
   bool fits = h->write_stream_end == 0 && !FrameReady(tail) &&
               HasSpace(tail, kFrameHeader + Pad8(frame.size()) + kFrameHeader);
@@ -552,14 +449,13 @@ bool ShmRing::TryWrite(std::string_view frame) {
     WriteSmall(tail, frame);
     Wake(&h->data_seq, &h->data_waiters);
   }
-  pthread_mutex_unlock(&h->write_lock);
+  ::multiprocessing::internal::Unlock(&h->write_lock);
   return fits;
 }
 
 bool ShmRing::Read(std::string* out, Deadline deadline) {
   RingHeader* h = header_;
-  Locked locked = LockRobust(&h->read_lock, deadline);
-  if (locked == Locked::kTimeout) return false;
+  if (LockRing(&h->read_lock, deadline) == LockResult::kTimeout) return false;
   uint64_t head = h->head.load(std::memory_order_relaxed);
   auto commit = [&](uint64_t new_head) {
     head = new_head;
@@ -584,12 +480,12 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
   if (!WaitUntil(
           &h->data_seq, &h->data_waiters, [&] { return FrameReady(head); },
           deadline)) {
-    pthread_mutex_unlock(&h->read_lock);
+    ::multiprocessing::internal::Unlock(&h->read_lock);
     return false;
   }
   const uint64_t size = *Word64(head);
   if (size > kMaxFrame) {
-    pthread_mutex_unlock(&h->read_lock);
+    ::multiprocessing::internal::Unlock(&h->read_lock);
     throw ValueError(absl::StrCat("a queue's buffer holds a frame of ", size,
                                   " bytes: it was corrupted"));
   }
@@ -617,7 +513,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
     }
     h->read_stream_end = 0;
   }
-  pthread_mutex_unlock(&h->read_lock);
+  ::multiprocessing::internal::Unlock(&h->read_lock);
   return true;
 }
 
