@@ -18,7 +18,9 @@
 // without being woken checks whether that thread still exists (/proc); if not,
 // it takes the mutex over and is told so. That takes up to ~100 ms, where the
 // kernel's robust futexes react at once, and a thread id reused within that
-// time would go unnoticed (the mutex then waits for the new thread).
+// time would go unnoticed (the mutex then waits for the new thread). A thread
+// killed while asleep on the mutex stays counted in `sleepers`, which only
+// costs every later release a needless wake-up call.
 #ifndef MULTIPROCESSING_SYNCHRONIZE_INTERNAL_ROBUST_MUTEX_H_
 #define MULTIPROCESSING_SYNCHRONIZE_INTERNAL_ROBUST_MUTEX_H_
 
