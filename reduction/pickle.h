@@ -838,13 +838,16 @@ size_t Reader::read_dict(Item&& item, Truncate&& truncate) {
 
 namespace internal {
 
-// Encodes a str alone as CPython does (false: let the Writer do it).
-inline bool FastDumpsStr(std::string_view text, int protocol,
-                         std::string* out) {
+// Whether FastDumpsStr can encode `text` (else the Writer does).
+inline bool CanFastDumpsStr(std::string_view text, int protocol) {
+  return protocol >= 4 && protocol <= kHighestProtocol &&
+         text.size() <= 0xFFFFFFFFu && IsPickleUtf8(text);
+}
+
+// Encodes a str alone as CPython does, given CanFastDumpsStr; returned by
+// value, so that the caller's result is built in place.
+inline std::string FastDumpsStr(std::string_view text, int protocol) {
   size_t n = text.size();
-  if (protocol < 4 || protocol > kHighestProtocol || n > 0xFFFFFFFFu ||
-      !IsPickleUtf8(text))
-    return false;
   size_t header = n < 256 ? 2 : 5;
   uint64_t payload = header + n + 1;  // + STOP
   size_t frame = payload >= 4 ? 9 : 0;
@@ -869,8 +872,7 @@ inline bool FastDumpsStr(std::string_view text, int protocol,
   }
   if (n) std::memcpy(p, text.data(), n);
   p[n] = static_cast<char>(op::kStop);
-  *out = std::move(buf);
-  return true;
+  return buf;
 }
 
 // The text of a pickle that is one str in the forms CPython writes (PROTO, an
@@ -962,8 +964,8 @@ std::string dumps(const T& value, OutOfBand* oob, int protocol) {
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, std::string>) {
     // The most common message: one string, written without a Writer.
-    std::string out;
-    if (internal::FastDumpsStr(value, protocol, &out)) return out;
+    if (internal::CanFastDumpsStr(value, protocol))
+      return internal::FastDumpsStr(value, protocol);
   }
   Writer w(protocol, oob, internal::SizeHint(value));
   w.save(value);
