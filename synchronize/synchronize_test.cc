@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -248,6 +249,25 @@ TEST(LockTest, BiasedHoldReleasedElsewhereAndRevocationTimeouts) {
   EXPECT_THROW(lock.release(), ValueError);
   EXPECT_TRUE(lock.acquire(false));
   lock.release();
+}
+
+// The biased thread gone while holding its Lock: like any dead holder, it
+// leaves the Lock held; a release from anywhere repairs it.
+TEST(LockTest, BiasedHolderGoneLeavesItHeldUntilReleased) {
+  std::optional<Lock> lock;
+  std::thread maker([&] {
+    lock.emplace();  // biased to this thread
+    ASSERT_TRUE(lock->acquire(false));
+  });
+  maker.join();
+  EXPECT_FALSE(lock->acquire(true, 20ms));
+  EXPECT_FALSE(lock->acquire(false));
+  EXPECT_EQ(lock->repr(), "<Lock(owner=SomeOtherThread)>");
+  lock->release();
+  EXPECT_EQ(lock->repr(), "<Lock(owner=None)>");
+  EXPECT_TRUE(lock->acquire(true, 1s));
+  lock->release();
+  EXPECT_THROW(lock->release(), ValueError);
 }
 
 TEST(RLockTest, RecursionOwnershipAndRepr) {
