@@ -43,9 +43,9 @@ constexpr uint64_t Pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 // stale value, because each producer zeroes the next frame's seal before
 // sealing its own.
 constexpr uint64_t SealOf(uint64_t position) { return ~position; }
-// Within a batch, small frames are published (`tail` moved on for Empty() and
-// Poll(), sleeping consumers woken) once per this many bytes and at the end;
-// a running consumer sees each frame at once by its seal.
+// Within a batch, sleeping consumers are woken (a fence and a read of the
+// sleepers' count) once per this many bytes of small frames and at the end; a
+// running consumer sees each frame at once by its seal.
 constexpr uint64_t kPublishEvery = 64 * 1024;
 
 timespec ToTimespec(std::chrono::steady_clock::time_point t) {
