@@ -260,7 +260,9 @@ class SemLock {
     std::atomic<uint32_t>* held = bias_held_word();
     if (held->load(std::memory_order_acquire) != 0) return false;
     held->store(kBiasTrying, std::memory_order_relaxed);
-    LightFence();
+    // The bias is only ever given where this process registered for
+    // HeavyFence, so a compiler barrier is LightFence here.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     if (mutex_word()->load(std::memory_order_acquire) == kFree &&
         bias_word()->load(std::memory_order_relaxed) == Tid()) {
       held->store(kBiasHeld, std::memory_order_relaxed);
