@@ -1,20 +1,17 @@
 #include "connection/pipe_ring.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <limits>
 #include <new>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +25,7 @@ namespace multiprocessing::connection::internal {
 
 using Clock = std::chrono::steady_clock;
 using ::multiprocessing::internal::CpuRelax;
+using ::multiprocessing::internal::FutexWakeAll;
 using ::multiprocessing::internal::LockResult;
 using ::multiprocessing::internal::RobustMutex;
 
@@ -50,7 +48,7 @@ constexpr int kWaitSpins = 400;
 // this many rounds for the next frame before parking the doorbell token.
 constexpr int kStreamSpins = 40;
 // A sender waiting for space wakes this often to notice a vanished receiver.
-constexpr auto kSpaceCheck = std::chrono::milliseconds(100);
+constexpr double kSpaceCheckSeconds = 0.1;
 
 }  // namespace
 
@@ -91,20 +89,6 @@ constexpr std::size_t kDataOffset = (sizeof(RingShared) + 4095) & ~4095ul;
 std::size_t MappingSize(int directions) {
   return kDataOffset +
          static_cast<std::size_t>(directions) * PipeRing::kCapacity;
-}
-
-void FutexWait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
-               std::chrono::nanoseconds timeout) {
-  timespec ts{static_cast<time_t>(timeout.count() / 1000000000),
-              static_cast<long>(timeout.count() % 1000000000)};
-  // Not FUTEX_PRIVATE: the word lives in memory shared between processes.
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT,
-            expected, &ts, nullptr, 0);
-}
-
-void FutexWakeAll(std::atomic<std::uint32_t>* word) {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE,
-            std::numeric_limits<int>::max(), nullptr, nullptr, 0);
 }
 
 [[noreturn]] void Broken(RingDirection& d, const char* what) {
@@ -252,7 +236,9 @@ class Sender {
       const std::uint32_t seq = d_.space_seq.load(std::memory_order_seq_cst);
       if (Free(true) >= kEnough) return;
       if (d_.broken.load() != 0) Broken(d_, "a receiver died mid-message");
-      FutexWait(&d_.space_seq, seq, kSpaceCheck);
+      ::multiprocessing::internal::FutexWait(
+          &d_.space_seq, seq,
+          ::multiprocessing::internal::DeadlineAfter(kSpaceCheckSeconds));
       if (Free(true) >= kEnough) return;
       // Nobody reads any more once every receiving end is closed.
       pollfd p{sock_, 0, 0};

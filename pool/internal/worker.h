@@ -21,6 +21,7 @@
 
 #include "queues/internal/shm_ring.h"
 #include "reduction/pickle.h"
+#include "synchronize/internal/futex.h"
 
 namespace multiprocessing::pool::internal {
 
@@ -119,15 +120,17 @@ bool WaitForFrame(const RingT& ring, Doorbell& bell,
     if (!ring.Empty()) return true;
   }
   // The clock is read only when about to sleep.
-  std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (timeout) deadline = std::chrono::steady_clock::now() + *timeout;
+  ::multiprocessing::internal::Deadline deadline;
+  if (timeout) {
+    deadline = ::multiprocessing::internal::DeadlineAfter(
+        std::chrono::duration<double>(*timeout).count());
+  }
   for (;;) {
     uint32_t seen = bell.word.load();
     bell.sleepers.fetch_add(1);
     bool ok = true;
     if (ring.Empty()) {
-      ok = queues::internal::FutexWait(
-          reinterpret_cast<const uint32_t*>(&bell.word), seen, deadline);
+      ok = ::multiprocessing::internal::FutexWait(&bell.word, seen, deadline);
     }
     bell.sleepers.fetch_sub(1);
     if (!ring.Empty()) return true;
@@ -139,8 +142,7 @@ inline void Ring(Doorbell& bell) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (bell.sleepers.load(std::memory_order_relaxed) != 0) {
     bell.word.fetch_add(1);
-    queues::internal::FutexWakeAll(
-        reinterpret_cast<const uint32_t*>(&bell.word));
+    ::multiprocessing::internal::FutexWakeAll(&bell.word);
   }
 }
 

@@ -1,10 +1,8 @@
 #include "queues/internal/shm_ring.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +20,8 @@
 namespace multiprocessing::queues::internal {
 
 using ::multiprocessing::internal::CpuRelax;
+using ::multiprocessing::internal::FutexWait;
+using ::multiprocessing::internal::FutexWakeAll;
 using ::multiprocessing::internal::HeavyFence;
 using ::multiprocessing::internal::LightFence;
 using ::multiprocessing::internal::LockResult;
@@ -57,8 +57,10 @@ timespec ToTimespec(std::chrono::steady_clock::time_point t) {
                   static_cast<long>(ns % 1000000000)};
 }
 
-uint32_t* Word(std::atomic<uint32_t>* a) {
-  return reinterpret_cast<uint32_t*>(a);
+// The same deadline for futex.h (steady_clock is CLOCK_MONOTONIC).
+::multiprocessing::internal::Deadline Until(Deadline deadline) {
+  if (!deadline) return std::nullopt;
+  return ToTimespec(*deadline);
 }
 
 }  // namespace
@@ -106,25 +108,11 @@ struct RingHeader {
   alignas(64) SharedCounter unfinished;
 };
 
-bool FutexWait(const uint32_t* word, uint32_t expected, Deadline deadline) {
-  timespec ts;
-  if (deadline) ts = ToTimespec(*deadline);
-  long rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected,
-                    deadline ? &ts : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
-  return !(rc == -1 && errno == ETIMEDOUT);
-}
-
-void FutexWakeAll(const uint32_t* word) {
-  syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-}
-
 namespace {
 
 // Takes `m` (a robust mutex: see robust_mutex.h) before `deadline`.
 LockResult LockRing(RobustMutex* m, Deadline deadline) {
-  ::multiprocessing::internal::Deadline until;
-  if (deadline) until = ToTimespec(*deadline);
-  return ::multiprocessing::internal::Lock(m, until);
+  return ::multiprocessing::internal::Lock(m, Until(deadline));
 }
 
 constexpr int kSpins = 4000;  // ~20-50 us
@@ -146,7 +134,7 @@ bool WaitUntil(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters,
     HeavyFence();
     uint32_t seen = seq->load();
     bool ok = true;
-    if (!ready()) ok = FutexWait(Word(seq), seen, deadline);
+    if (!ready()) ok = FutexWait(seq, seen, Until(deadline));
     waiters->fetch_sub(1);
     if (!ok) return ready();
   }
@@ -162,7 +150,7 @@ void Wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
   LightFence();
   if (waiters->load(std::memory_order_relaxed) != 0) {
     seq->fetch_add(1);
-    FutexWakeAll(Word(seq));
+    FutexWakeAll(seq);
   }
 }
 
@@ -312,7 +300,7 @@ bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
     h->space_waiters.fetch_add(1);
     HeavyFence();
     uint32_t seen = h->space_seq.load();
-    if (!ready()) FutexWait(Word(&h->space_seq), seen, until);
+    if (!ready()) FutexWait(&h->space_seq, seen, ToTimespec(until));
     h->space_waiters.fetch_sub(1);
     if (deadline && std::chrono::steady_clock::now() >= *deadline) {
       return ready();
@@ -464,7 +452,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
     if (h->space_waiters.load(std::memory_order_relaxed) != 0 &&
         head >= h->space_target.load(std::memory_order_relaxed)) {
       h->space_seq.fetch_add(1);
-      FutexWakeAll(Word(&h->space_seq));
+      FutexWakeAll(&h->space_seq);
     }
   };
   if (h->read_stream_end != 0) {

@@ -119,11 +119,6 @@ class ShmRing {
   uint64_t cached_head_ = 0;
 };
 
-// Waits on and wakes a 32-bit word in shared memory (futex). Returns false on
-// timeout.
-bool FutexWait(const uint32_t* word, uint32_t expected, Deadline deadline);
-void FutexWakeAll(const uint32_t* word);
-
 }  // namespace multiprocessing::queues::internal
 
 #endif  // MULTIPROCESSING_QUEUES_INTERNAL_SHM_RING_H_

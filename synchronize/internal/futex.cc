@@ -51,4 +51,14 @@ bool Expired(const Deadline& deadline) {
          (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+timespec SliceOf(const Deadline& deadline, double seconds) {
+  timespec slice = *DeadlineAfter(seconds);
+  if (deadline && (deadline->tv_sec < slice.tv_sec ||
+                   (deadline->tv_sec == slice.tv_sec &&
+                    deadline->tv_nsec < slice.tv_nsec))) {
+    return *deadline;
+  }
+  return slice;
+}
+
 }  // namespace multiprocessing::internal

@@ -25,6 +25,8 @@ using Deadline = std::optional<timespec>;
 Deadline DeadlineAfter(std::optional<double> seconds);
 // True when `deadline` has passed.
 bool Expired(const Deadline& deadline);
+// The sooner of `deadline` and `seconds` from now: for sleeping in slices.
+timespec SliceOf(const Deadline& deadline, double seconds);
 
 // Sleeps while `*word == expected`, until woken or `deadline`. Returns false
 // on timeout; true otherwise (woken, value changed, or interrupted: callers
@@ -60,6 +62,9 @@ inline void CpuRelax() {
 inline void FutexWake(std::atomic<uint32_t>* word, int count) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, count,
           nullptr, nullptr, 0);
+}
+inline void FutexWakeAll(std::atomic<uint32_t>* word) {
+  FutexWake(word, INT32_MAX);
 }
 
 }  // namespace multiprocessing::internal

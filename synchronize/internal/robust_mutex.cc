@@ -1,9 +1,6 @@
 #include "synchronize/internal/robust_mutex.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,27 +9,6 @@
 #include <cstring>
 
 namespace multiprocessing::internal {
-
-namespace {
-
-timespec Now() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now;
-}
-
-timespec Plus(timespec t, long ns) {
-  t.tv_nsec += ns;
-  t.tv_sec += t.tv_nsec / 1000000000L;
-  t.tv_nsec %= 1000000000L;
-  return t;
-}
-
-bool Before(const timespec& a, const timespec& b) {
-  return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
-}
-
-}  // namespace
 
 bool ThreadGone(uint32_t tid) {
   char path[64];
@@ -75,7 +51,7 @@ LockResult LockSlow(RobustMutex* m, const Deadline& deadline) {
   m->sleepers.fetch_add(1);
   HeavyFence();
   LockResult result = LockResult::kTimeout;
-  long slice_ns = 1000000;  // 1 ms, doubling to 100 ms
+  double slice = 0.001;  // 1 ms, doubling to 100 ms
   for (;;) {
     uint32_t holder = m->owner.load(std::memory_order_relaxed);
     if (holder == 0) {
@@ -87,11 +63,8 @@ LockResult LockSlow(RobustMutex* m, const Deadline& deadline) {
       }
       continue;
     }
-    const timespec now = Now();
-    if (deadline && !Before(now, *deadline)) break;
-    timespec until = Plus(now, slice_ns);
-    if (deadline && Before(*deadline, until)) until = *deadline;
-    if (!FutexWait(&m->owner, holder, until)) {
+    if (Expired(deadline)) break;
+    if (!FutexWait(&m->owner, holder, SliceOf(deadline, slice))) {
       // Not woken for a while: is the holder still there?
       if (ThreadGone(holder) && m->owner.compare_exchange_strong(
                                     holder, me, std::memory_order_acquire,
@@ -99,7 +72,7 @@ LockResult LockSlow(RobustMutex* m, const Deadline& deadline) {
         result = LockResult::kOwnerDied;
         break;
       }
-      slice_ns = std::min(slice_ns * 2, 100000000L);
+      slice = std::min(slice * 2, 0.1);
     }
   }
   m->sleepers.fetch_sub(1);

@@ -364,17 +364,8 @@ bool SemLock::MutexAcquireSlow(bool block, std::optional<double> timeout) {
     FutexWait(word, kLocked, deadline);
   }
   sleepers_word()->fetch_sub(1);
-  if (taken && (bias_word()->load(std::memory_order_relaxed) |
-                bias_held_word()->load(std::memory_order_relaxed)) != 0) {
-    return RevokeBias(deadline);
-  }
+  if (taken && BiasPresent()) return RevokeBias(deadline);
   return taken;
-}
-
-void SemLock::BiasBackOff() {
-  bias_held_word()->store(0, std::memory_order_release);
-  LightFence();
-  if (bias_word()->load(std::memory_order_relaxed) == 0) WakeBiasWaiters();
 }
 
 bool SemLock::RevokeBias(const Deadline& deadline) {
@@ -395,22 +386,14 @@ bool SemLock::RevokeBias(const Deadline& deadline) {
     uint32_t seen = held->load(std::memory_order_acquire);
     if (seen == 0) return true;
     if (Expired(deadline)) break;
-    Deadline slice = DeadlineAfter(0.05);
-    if (deadline && (deadline->tv_sec < slice->tv_sec ||
-                     (deadline->tv_sec == slice->tv_sec &&
-                      deadline->tv_nsec < slice->tv_nsec))) {
-      slice = deadline;
-    }
-    FutexWait(held, seen, slice);
+    FutexWait(held, seen, SliceOf(deadline, 0.05));
   }
   // Timed out: let the word go again.
-  mutex_word()->store(kFree, std::memory_order_release);
-  LightFence();
-  if (sleepers_word()->load(std::memory_order_relaxed) != 0) WakeOne();
+  ReleaseWord();
   return false;
 }
 
-void SemLock::WakeBiasWaiters() { FutexWake(bias_held_word(), INT_MAX); }
+void SemLock::WakeBiasWaiters() { FutexWakeAll(bias_held_word()); }
 
 int SemLock::GetValue() const {
   if (mutex_) return Held() ? 0 : 1;

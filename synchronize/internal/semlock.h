@@ -126,19 +126,10 @@ class SemLock {
     count_.store(0, std::memory_order_relaxed);
     owner_.store(0, std::memory_order_relaxed);
     if (bias_held_word()->load(std::memory_order_relaxed) == kBiasHeld) {
-      bias_held_word()->store(0, std::memory_order_release);
-      LightFence();
-      // Once the bias is revoked, a revoker may be waiting for this.
-      if (bias_word()->load(std::memory_order_relaxed) == 0) WakeBiasWaiters();
-      return;
+      ReleaseBias();
+    } else {
+      ReleaseWord();
     }
-    // A plain store: no atomic read-modify-write, so the release does not
-    // wait for this core's earlier stores to drain. Sleepers announce
-    // themselves in the other half of the word with a HeavyFence, which
-    // makes the LightFence enough (membarrier.h).
-    mutex_word()->store(kFree, std::memory_order_release);
-    LightFence();
-    if (sleepers_word()->load(std::memory_order_relaxed) != 0) WakeOne();
   }
 
   // For Condition.wait: releases a Lock / RLock the caller holds, however
@@ -239,6 +230,15 @@ class SemLock {
     return reinterpret_cast<std::atomic<uint32_t>*>(sem_);
   }
   std::atomic<uint32_t>* sleepers_word() const { return mutex_word() + 1; }
+  // Frees the mutex word. A plain store: no atomic read-modify-write, so the
+  // release does not wait for this core's earlier stores to drain. Sleepers
+  // announce themselves in the other half of the word with a HeavyFence,
+  // which makes the LightFence enough (membarrier.h).
+  [[gnu::always_inline]] void ReleaseWord() {
+    mutex_word()->store(kFree, std::memory_order_release);
+    LightFence();
+    if (sleepers_word()->load(std::memory_order_relaxed) != 0) WakeOne();
+  }
 
   // Biased locking. Even one atomic read-modify-write per acquire costs more
   // than everything else in an uncontended pair, so a new Lock is biased to
@@ -268,10 +268,21 @@ class SemLock {
       held->store(kBiasHeld, std::memory_order_relaxed);
       return true;
     }
-    BiasBackOff();
+    ReleaseBias();
     return false;
   }
-  void BiasBackOff();
+  // Clears the bias flag (a release, or a back-off); once the bias is revoked
+  // a revoker may be waiting for it.
+  [[gnu::always_inline]] void ReleaseBias() {
+    bias_held_word()->store(0, std::memory_order_release);
+    LightFence();
+    if (bias_word()->load(std::memory_order_relaxed) == 0) WakeBiasWaiters();
+  }
+  // Whether the bias (or its flag) still needs revoking.
+  bool BiasPresent() const {
+    return (bias_word()->load(std::memory_order_relaxed) |
+            bias_held_word()->load(std::memory_order_relaxed)) != 0;
+  }
   // The mutex word's path, then revocation of the bias if there is one.
   [[gnu::always_inline]] bool MutexAcquire(bool block,
                                            std::optional<double> timeout) {
@@ -281,10 +292,7 @@ class SemLock {
                                                std::memory_order_relaxed)) {
       return MutexAcquireSlow(block, timeout);
     }
-    if ((bias_word()->load(std::memory_order_relaxed) |
-         bias_held_word()->load(std::memory_order_relaxed)) != 0) {
-      return RevokeBias(DeadlineAfter(block ? timeout : 0.0));
-    }
+    if (BiasPresent()) return RevokeBias(DeadlineAfter(block ? timeout : 0.0));
     return true;
   }
   // With the mutex word taken: revokes the bias and waits for the biased
