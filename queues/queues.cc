@@ -54,19 +54,26 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     }
   }
 
-  void Put(std::string frame, bool block, const Timeout& timeout) {
+  void Put(std::string_view frame, bool block, const Timeout& timeout) {
     CheckOpen("put");
-    if (!ring_->AcquireSlot(maxsize_, DeadlineFor(block, timeout))) {
+    const bool bounded = maxsize_ > 0;
+    // A bounded queue takes its slot first; an unbounded one counts the item
+    // as it writes it.
+    if (bounded && !ring_->AcquireSlot(maxsize_, DeadlineFor(block, timeout))) {
       throw Full("the queue is full");
     }
     if (joinable_) ring_->AddUnfinished();
-    std::unique_lock<std::mutex> lock(mu_);
-    if (buffer_.empty() && !feeder_writing_) {
-      // Fast path: straight into the ring when nobody else is writing and it
-      // has room.
-      if (ring_->TryWrite(frame)) return;
+    // Fast path, with no lock of this process's: straight into the ring when
+    // this process's feeder holds nothing (so this item cannot overtake an
+    // earlier one of the same thread) and the ring has room.
+    if (!feeding_.load(std::memory_order_acquire) &&
+        ring_->TryWrite(frame, /*count_put=*/!bounded)) {
+      return;
     }
-    buffer_.push_back(std::move(frame));
+    if (!bounded) ring_->AcquireSlot(0, std::nullopt);  // only counts it
+    std::unique_lock<std::mutex> lock(mu_);
+    buffer_.emplace_back(frame);
+    feeding_.store(true, std::memory_order_relaxed);
     if (!feeder_started_) StartFeeder();
     if (feeder_waiting_) cv_.notify_one();
   }
@@ -76,7 +83,8 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     if (!ring_->Read(frame, DeadlineFor(block, timeout))) {
       throw Empty("the queue is empty");
     }
-    ring_->ReleaseSlot(maxsize_ > 0);
+    // Only a put on a bounded queue waits for a slot.
+    if (maxsize_ > 0) ring_->WakeSlotWaiters();
   }
 
   void Close() {
@@ -146,6 +154,9 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       if (buffer_.empty()) {
+        // Everything this process put is in the ring: puts may write
+        // straight in again.
+        feeding_.store(false, std::memory_order_release);
         if (closed_.load()) break;
         feeder_waiting_ = true;
         cv_.wait(lock, [&] { return !buffer_.empty() || closed_.load(); });
@@ -155,12 +166,10 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
       batch.assign(std::make_move_iterator(buffer_.begin()),
                    std::make_move_iterator(buffer_.end()));
       buffer_.clear();
-      feeder_writing_ = true;
       lock.unlock();
       ring_->Write(std::span<const std::string>(batch));
       batch.clear();
       lock.lock();
-      feeder_writing_ = false;
     }
     logging::sub_debug("feeder thread got sentinel -- exiting");
   }
@@ -175,7 +184,7 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     new (&feeder_) std::thread();
     feeder_started_ = false;
     feeder_waiting_ = false;
-    feeder_writing_ = false;
+    feeding_.store(false);
     closed_.store(false);
     cancel_join_.store(false);
     close_at_exit_ = Finalize();
@@ -193,12 +202,18 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
   std::thread feeder_;
   bool feeder_started_ = false;
   bool feeder_waiting_ = false;
-  bool feeder_writing_ = false;
+  // Set (under mu_) while buffer_ holds items or the feeder writes them.
+  std::atomic<bool> feeding_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> cancel_join_{false};
   Finalize close_at_exit_;
   Finalize join_at_exit_;
 };
+
+std::string& PickleBuffer() {
+  thread_local std::string buffer;
+  return buffer;
+}
 
 void RaiseFdsUnsupported() {
   throw TypeError(
@@ -231,8 +246,8 @@ Queue::Queue(int64_t maxsize)
     : core_(NewHandle(
           std::make_shared<QueueCore>(ShmRing::Create(), maxsize, false))) {}
 
-void Queue::put_bytes(std::string pickled, bool block, Timeout timeout) {
-  core_->Put(std::move(pickled), block, timeout);
+void Queue::put_view(std::string_view pickled, bool block, Timeout timeout) {
+  core_->Put(pickled, block, timeout);
 }
 
 std::string Queue::get_bytes(bool block, Timeout timeout) {
@@ -287,10 +302,9 @@ bool JoinableQueue::join(Timeout timeout) {
 SimpleQueue::SimpleQueue()
     : core_(std::make_shared<QueueCore>(ShmRing::Create(), 0, false)) {}
 
-void SimpleQueue::put_bytes(const std::string& pickled) {
+void SimpleQueue::put_view(std::string_view pickled) {
   core_->CheckOpen("put");
-  std::string_view view(pickled);
-  core_->ring().Write(std::span<const std::string_view>(&view, 1));
+  core_->ring().Write(std::span<const std::string_view>(&pickled, 1));
 }
 
 std::string SimpleQueue::get_bytes() {

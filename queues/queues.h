@@ -55,14 +55,18 @@ namespace internal {
 class QueueCore;
 [[noreturn]] void RaiseFdsUnsupported();
 
-// Pickles a queue item; file descriptors cannot ride along (the ring carries
-// bytes only).
+// This thread's buffer for pickling items, reused put after put.
+std::string& PickleBuffer();
+
+// Pickles a queue item into this thread's buffer, valid until its next put;
+// file descriptors cannot ride along (the ring carries bytes only).
 template <class T>
-std::string PickleItem(const T& obj) {
+std::string_view PickleItem(const T& obj) {
   reduction::OutOfBand oob;
-  std::string bytes = reduction::dumps(obj, &oob);
+  std::string& buffer = PickleBuffer();
+  reduction::dumps_into(&buffer, obj, &oob);
   if (!oob.fds.empty()) RaiseFdsUnsupported();
-  return bytes;
+  return buffer;
 }
 }  // namespace internal
 
@@ -77,7 +81,7 @@ class Queue {
   // close().
   template <class T>
   void put(const T& obj, bool block = true, Timeout timeout = std::nullopt) {
-    put_bytes(internal::PickleItem(obj), block, timeout);
+    put_view(internal::PickleItem(obj), block, timeout);
   }
   template <class T>
   void put_nowait(const T& obj) {
@@ -96,8 +100,12 @@ class Queue {
   }
 
   // The same with already pickled items.
-  void put_bytes(std::string pickled, bool block = true,
-                 Timeout timeout = std::nullopt);
+  void put_bytes(const std::string& pickled, bool block = true,
+                 Timeout timeout = std::nullopt) {
+    put_view(pickled, block, timeout);
+  }
+  void put_view(std::string_view pickled, bool block = true,
+                Timeout timeout = std::nullopt);
   std::string get_bytes(bool block = true, Timeout timeout = std::nullopt);
   // The next pickle, in a buffer of this thread's that the next get reuses.
   std::string_view get_view(bool block = true, Timeout timeout = std::nullopt);
@@ -155,13 +163,14 @@ class SimpleQueue {
   SimpleQueue();
   template <class T>
   void put(const T& obj) {
-    put_bytes(internal::PickleItem(obj));
+    put_view(internal::PickleItem(obj));
   }
   template <class T = reduction::Object>
   T get() {
     return reduction::loads<T>(get_bytes());
   }
-  void put_bytes(const std::string& pickled);
+  void put_bytes(const std::string& pickled) { put_view(pickled); }
+  void put_view(std::string_view pickled);
   std::string get_bytes();
   bool empty() const;
   void close();

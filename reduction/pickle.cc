@@ -113,14 +113,20 @@ struct WriterState {
 }  // namespace internal
 
 Writer::Writer(int protocol, OutOfBand* oob, size_t size_hint)
-    : protocol_(protocol), oob_(oob) {
+    : Writer(protocol, oob, std::string()) {
+  // At least the string's inline capacity: small pickles need no allocation
+  // before finish().
+  if (size_hint > buf_.size()) buf_.resize(size_hint);
+}
+
+Writer::Writer(int protocol, OutOfBand* oob, std::string&& buffer)
+    : buf_(std::move(buffer)), protocol_(protocol), oob_(oob) {
   if (protocol < 2 || protocol > kHighestProtocol) {
     throw ValueError(absl::StrCat("pickle protocol ", protocol,
                                   " is not supported; use 2 to 5"));
   }
-  // At least the string's inline capacity: small pickles need no allocation
-  // before finish().
-  buf_.resize(std::max<size_t>(size_hint, 15));
+  // All of the buffer's memory is room to write in.
+  buf_.resize(std::max<size_t>(buf_.capacity(), 15));
   buf_[0] = static_cast<char>(op::kProto);
   buf_[1] = static_cast<char>(protocol);
   len_ = 2;

@@ -166,6 +166,8 @@ class Writer {
   // allocated once.
   explicit Writer(int protocol = kDefaultProtocol, OutOfBand* oob = nullptr,
                   size_t size_hint = 0);
+  // Writes into `buffer`'s memory (see dumps_into).
+  Writer(int protocol, OutOfBand* oob, std::string&& buffer);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -509,6 +511,13 @@ template <class T>
 std::string dumps(const T& value, OutOfBand* oob = nullptr,
                   int protocol = kDefaultProtocol);
 
+// dumps() into `*out`, reusing its memory: for a sender that pickles message
+// after message and copies each one out at once (a queue's put), so that a
+// steady stream allocates nothing. On an exception `*out` holds garbage.
+template <class T>
+void dumps_into(std::string* out, const T& value, OutOfBand* oob = nullptr,
+                int protocol = kDefaultProtocol);
+
 // Decodes a pickle into T (T may be Object, for any supported value). File
 // descriptors referenced by the stream come from `oob`. Throws UnpicklingError
 // for malformed or unsupported input, TypeError when the value's shape does not
@@ -844,16 +853,19 @@ inline bool CanFastDumpsStr(std::string_view text, int protocol) {
          text.size() <= 0xFFFFFFFFu && IsPickleUtf8(text);
 }
 
-// Encodes a str alone as CPython does, given CanFastDumpsStr; returned by
-// value, so that the caller's result is built in place.
-inline std::string FastDumpsStr(std::string_view text, int protocol) {
+// The size of FastDumpsStr's pickle of `n` bytes of text.
+inline size_t FastDumpsStrSize(size_t n) {
+  uint64_t payload = (n < 256 ? 2 : 5) + n + 1;  // + STOP
+  return 2 + (payload >= 4 ? 9 : 0) + payload;
+}
+
+// Encodes a str alone as CPython does, given CanFastDumpsStr, into the
+// FastDumpsStrSize(text.size()) bytes at `p`.
+inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
   size_t n = text.size();
   size_t header = n < 256 ? 2 : 5;
   uint64_t payload = header + n + 1;  // + STOP
   size_t frame = payload >= 4 ? 9 : 0;
-  // Constructed at its final size (resizing an empty string costs more).
-  std::string buf(2 + frame + payload, '\0');
-  char* p = buf.data();
   *p++ = static_cast<char>(op::kProto);
   *p++ = static_cast<char>(protocol);
   if (frame) {
@@ -872,6 +884,14 @@ inline std::string FastDumpsStr(std::string_view text, int protocol) {
   }
   if (n) std::memcpy(p, text.data(), n);
   p[n] = static_cast<char>(op::kStop);
+}
+
+// FastDumpsStrTo into a new string, returned by value so that the caller's
+// result is built in place.
+inline std::string FastDumpsStr(std::string_view text, int protocol) {
+  // Constructed at its final size (resizing an empty string costs more).
+  std::string buf(FastDumpsStrSize(text.size()), '\0');
+  FastDumpsStrTo(buf.data(), text, protocol);
   return buf;
 }
 
@@ -970,6 +990,23 @@ std::string dumps(const T& value, OutOfBand* oob, int protocol) {
   Writer w(protocol, oob, internal::SizeHint(value));
   w.save(value);
   return w.finish();
+}
+
+template <class T>
+void dumps_into(std::string* out, const T& value, OutOfBand* oob,
+                int protocol) {
+  internal::RequirePicklable<T>();
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (internal::CanFastDumpsStr(value, protocol)) {
+      // A reused buffer is usually already at this size: no fill.
+      out->resize(internal::FastDumpsStrSize(value.size()));
+      internal::FastDumpsStrTo(out->data(), value, protocol);
+      return;
+    }
+  }
+  Writer w(protocol, oob, std::move(*out));
+  w.save(value);
+  *out = w.finish();
 }
 
 template <class T>

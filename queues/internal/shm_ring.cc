@@ -28,7 +28,7 @@ using ::multiprocessing::internal::LockResult;
 using ::multiprocessing::internal::RobustMutex;
 
 namespace {
-constexpr uint64_t kMagic = 0x6d702d72696e6703;  // "mp-ring" v3
+constexpr uint64_t kMagic = 0x6d702d72696e6704;  // "mp-ring" v4
 // A frame is its length, a seal word, and the payload padded to 8 bytes. The
 // seal is written last: a consumer sees that a frame is complete by reading
 // the seal at its head, so it never reads the producers' `tail` (whose cache
@@ -86,6 +86,10 @@ struct RingHeader {
   // dies; under write_lock.
   uint64_t write_stream_start;
   uint64_t write_stream_end;
+  // Items of unbounded queues written straight in by TryWrite, counted under
+  // write_lock: a put that finds room costs no atomic instruction beside the
+  // lock's.
+  std::atomic<int64_t> direct_puts;
 
   // Consumers' side. `head` counts bytes consumed since creation.
   alignas(64) RobustMutex read_lock;
@@ -98,12 +102,15 @@ struct RingHeader {
   // The end of a frame being streamed out (0 when none), so that the next
   // consumer can skip the rest of it if its consumer dies; under read_lock.
   uint64_t read_stream_end;
+  // Frames taken, counted under read_lock.
+  std::atomic<int64_t> gets;
 
-  // Items put and items taken, each written by one side only, so that counting
-  // them costs no cache-line transfer between producers and consumers; `slots`
-  // is only the place where producers wait for room.
+  // Items put through AcquireSlot (every put of a bounded queue, and those
+  // of an unbounded one that go through a feeder thread). Each count is
+  // written by one side only, so counting costs no cache-line transfer
+  // between producers and consumers; `slots` is only the place where
+  // producers wait for room.
   alignas(64) std::atomic<int64_t> puts;
-  alignas(64) std::atomic<int64_t> gets;
   alignas(64) SharedCounter slots;
   alignas(64) SharedCounter unfinished;
 };
@@ -425,7 +432,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   return written;
 }
 
-bool ShmRing::TryWrite(std::string_view frame) {
+bool ShmRing::TryWrite(std::string_view frame, bool count_put) {
   RingHeader* h = header_;
   if (Streamed(frame.size())) return false;
   // A dead holder's mutex is left to WriteFrames, which repairs the ring.
@@ -435,6 +442,10 @@ bool ShmRing::TryWrite(std::string_view frame) {
               HasSpace(tail, kFrameHeader + Pad8(frame.size()) + kFrameHeader);
   if (fits) {
     WriteSmall(tail, frame);
+    if (count_put) {
+      h->direct_puts.store(h->direct_puts.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+    }
     Wake(&h->data_seq, &h->data_waiters);
   }
   ::multiprocessing::internal::Unlock(&h->write_lock);
@@ -445,6 +456,10 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
   RingHeader* h = header_;
   if (LockRing(&h->read_lock, deadline) == LockResult::kTimeout) return false;
   uint64_t head = h->head.load(std::memory_order_relaxed);
+  auto count_get = [&] {
+    h->gets.store(h->gets.load(std::memory_order_relaxed) + 1,
+                  std::memory_order_release);
+  };
   auto commit = [&](uint64_t new_head) {
     head = new_head;
     h->head.store(head, std::memory_order_release);
@@ -464,6 +479,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
                       h->read_stream_end));
     }
     h->read_stream_end = 0;
+    count_get();  // it is gone: its slot is free
   }
   if (!WaitUntil(
           &h->data_seq, &h->data_waiters, [&] { return FrameReady(head); },
@@ -481,6 +497,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
   if (!Streamed(size)) {
     // Small frames are sealed whole.
     CopyOut(head + kFrameHeader, out->data(), size);
+    count_get();
     commit(head + kFrameHeader + Pad8(size));
   } else {
     const uint64_t payload = head + kFrameHeader;
@@ -500,6 +517,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
       commit(until);
     }
     h->read_stream_end = 0;
+    count_get();
   }
   ::multiprocessing::internal::Unlock(&h->read_lock);
   return true;
@@ -516,6 +534,7 @@ bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
     h->puts.fetch_add(1);
     return true;
   }
+  // Bounded queues count every put here, so direct_puts stays 0.
   auto has_room = [&] { return h->puts.load() - h->gets.load() < maxsize; };
   while (true) {
     int64_t p = h->puts.load();
@@ -529,15 +548,13 @@ bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
   }
 }
 
-void ShmRing::ReleaseSlot(bool bounded) {
-  RingHeader* h = header_;
-  h->gets.fetch_add(1);
-  // Only put() on a bounded queue waits for a slot.
-  if (bounded) Wake(&h->slots.seq, &h->slots.waiters);
+void ShmRing::WakeSlotWaiters() {
+  Wake(&header_->slots.seq, &header_->slots.waiters);
 }
 
 int64_t ShmRing::slots() const {
-  return header_->puts.load() - header_->gets.load();
+  return header_->puts.load() + header_->direct_puts.load() -
+         header_->gets.load();
 }
 
 void ShmRing::AddUnfinished() { header_->unfinished.value.fetch_add(1); }

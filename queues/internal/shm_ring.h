@@ -59,21 +59,23 @@ class ShmRing {
                Deadline deadline = std::nullopt);
 
   // Appends one frame if it fits now and no other producer is writing; never
-  // waits.
-  bool TryWrite(std::string_view frame);
+  // waits. `count_put`: count it in slots() (for a queue without maxsize,
+  // whose put took no slot).
+  bool TryWrite(std::string_view frame, bool count_put = false);
 
-  // Takes the next frame into `*out`. Returns false if `deadline` passed first.
+  // Takes the next frame into `*out`, counting it as got in slots(). Returns
+  // false if `deadline` passed first.
   bool Read(std::string* out, Deadline deadline = std::nullopt);
 
   // True if no whole frame is waiting (a frame being written does not count).
   bool Empty() const;
 
   // Queue's item count, shared by every process: put takes a slot (waiting
-  // while `maxsize` are taken, if `maxsize` > 0; false on timeout), get gives
-  // it back.
+  // while `maxsize` are taken, if `maxsize` > 0; false on timeout), and Read
+  // gives it back.
   bool AcquireSlot(int64_t maxsize, Deadline deadline);
-  // `bounded`: false when the queue has no maxsize, so nobody can be waiting.
-  void ReleaseSlot(bool bounded = true);
+  // After Read on a queue with a maxsize: wakes puts waiting for a slot.
+  void WakeSlotWaiters();
   int64_t slots() const;
   // JoinableQueue's unfinished tasks: TaskDone returns false if there were
   // none.

@@ -229,11 +229,21 @@ TEST(ShmRingTest, SlotsBlockAtMaxsizeAcrossProcesses) {
   pid_t child = ForkChild([&] {
     if (!ring->AcquireSlot(2, In(seconds(30)))) throw 1;
   });
-  ring->ReleaseSlot();
+  // Reading a frame frees a slot.
+  std::vector<std::string> frames = {"item"};
+  ASSERT_EQ(ring->Write(frames), 1u);
+  std::string got;
+  ASSERT_TRUE(ring->Read(&got, In(seconds(5))));
+  ring->WakeSlotWaiters();
   EXPECT_EQ(WaitExit(child), 0);
   EXPECT_EQ(ring->slots(), 2);
   EXPECT_TRUE(ring->AcquireSlot(0, std::nullopt));  // unbounded: only counts
   EXPECT_EQ(ring->slots(), 3);
+  // So does a frame written by TryWrite with count_put.
+  EXPECT_TRUE(ring->TryWrite("direct", true));
+  EXPECT_EQ(ring->slots(), 4);
+  EXPECT_TRUE(ring->TryWrite("uncounted"));
+  EXPECT_EQ(ring->slots(), 4);
 }
 
 TEST(ShmRingTest, UnfinishedTasksJoinAcrossProcesses) {
