@@ -28,17 +28,26 @@ using ::multiprocessing::internal::LockResult;
 using ::multiprocessing::internal::RobustMutex;
 
 namespace {
-constexpr uint64_t kMagic = 0x6d702d72696e6704;  // "mp-ring" v4
-// A frame is its length, a seal word, and the payload padded to 8 bytes. The
-// seal is written last: a consumer sees that a frame is complete by reading
-// the seal at its head, so it never reads the producers' `tail` (whose cache
-// line would otherwise travel between the cores twice per frame).
+constexpr uint64_t kMagic = 0x6d702d72696e6705;  // "mp-ring" v5
+// A frame is its length, a seal word, and the payload, padded to a cache line.
+// The seal is written last: a consumer sees that a frame is complete by
+// reading the seal at its head, so it never reads the producers' `tail` (whose
+// cache line would otherwise travel between the cores twice per frame).
+//
+// Frames start on a cache line of their own so that a consumer waiting for the
+// next frame (reading its first line) never holds a line that the producer is
+// still filling with the end of the previous one; and the producer writes that
+// first line last, so it moves to the consumer once, complete.
 constexpr size_t kFrameHeader = 2 * sizeof(uint64_t);
+constexpr uint64_t kLine = 64;
 // Beyond any frame a queue can hold: a larger length means the memory is not a
 // ring's.
 constexpr uint64_t kMaxFrame = uint64_t{1} << 46;
 
-constexpr uint64_t Pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+// The ring bytes a frame of `size` bytes of payload takes.
+constexpr uint64_t FrameSpan(uint64_t size) {
+  return (kFrameHeader + size + kLine - 1) & ~(kLine - 1);
+}
 // The seal of the frame at `position`: never 0 (fresh memory), and never a
 // stale value, because each producer zeroes the next frame's seal before
 // sealing its own.
@@ -256,8 +265,7 @@ bool ShmRing::FrameReady(uint64_t position) const {
 
 bool ShmRing::Streamed(uint64_t size) const {
   // A frame is written whole only if it fits with the next frame's header.
-  return size > capacity_ ||
-         kFrameHeader + Pad8(size) + kFrameHeader > capacity_;
+  return size > capacity_ || FrameSpan(size) + kFrameHeader > capacity_;
 }
 
 bool ShmRing::HasSpace(uint64_t tail, uint64_t needed) {
@@ -271,14 +279,21 @@ bool ShmRing::HasSpace(uint64_t tail, uint64_t needed) {
 
 void ShmRing::WriteSmall(uint64_t tail, std::string_view frame) {
   const uint64_t size = frame.size();
-  const uint64_t end = tail + kFrameHeader + Pad8(size);
-  *Word64(tail) = size;
-  CopyIn(tail + kFrameHeader, frame.data(), size);
+  const uint64_t end = tail + FrameSpan(size);
+  // The payload after the first line, then the first line (the part a waiting
+  // consumer reads) in one burst of stores.
+  const uint64_t first = std::min<uint64_t>(size, kLine - kFrameHeader);
+  if (size > first) {
+    CopyIn(tail + kLine, frame.data() + first, size - first);
+  }
   // The next frame's seal still holds whatever an earlier lap left there:
   // clear it before this frame becomes visible.
   __atomic_store_n(Word64(end + 8), 0, __ATOMIC_RELAXED);
+  std::memcpy(data_ + ((tail + kFrameHeader) & (capacity_ - 1)), frame.data(),
+              first);
+  *Word64(tail) = size;
   __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
-  header_->tail.store(end, std::memory_order_relaxed);
+  header_->tail.store(end, std::memory_order_release);
 }
 
 bool ShmRing::WaitForData(uint64_t head, uint64_t needed,
@@ -373,9 +388,9 @@ uint64_t ShmRing::Recover(uint64_t tail) {
     uint64_t size = *Word64(tail);
     if (Streamed(size)) {
       h->write_stream_start = tail;
-      h->write_stream_end = tail + kFrameHeader + Pad8(size);
+      h->write_stream_end = tail + FrameSpan(size);
     } else {
-      Publish(tail += kFrameHeader + Pad8(size));
+      Publish(tail += FrameSpan(size));
     }
   }
 }
@@ -399,7 +414,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   for (const auto& frame : frames) {
     const uint64_t size = frame.size();
     if (!Streamed(size)) {
-      const uint64_t needed = kFrameHeader + Pad8(size) + kFrameHeader;
+      const uint64_t needed = FrameSpan(size) + kFrameHeader;
       if (!HasSpace(tail, needed)) {
         // Full: wake sleeping consumers for what is written before waiting
         // for them to make room.
@@ -407,7 +422,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
         WaitForSpace(tail, needed, std::nullopt);
       }
       WriteSmall(tail, std::string_view(frame.data(), size));
-      tail += kFrameHeader + Pad8(size);
+      tail += FrameSpan(size);
       // Consumers see each frame at once by its seal; waking sleepers (a
       // fence and a shared read) is done once per stretch.
       if (tail - published >= kPublishEvery) Publish(published = tail);
@@ -417,7 +432,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
       if (tail != published) Publish(published = tail);
       WaitForSpace(tail, kFrameHeader, std::nullopt);
       h->write_stream_start = tail;
-      h->write_stream_end = tail + kFrameHeader + Pad8(size);
+      h->write_stream_end = tail + FrameSpan(size);
       *Word64(tail) = size;
       __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
       Publish(tail += kFrameHeader);
@@ -439,7 +454,7 @@ bool ShmRing::TryWrite(std::string_view frame, bool count_put) {
   if (!::multiprocessing::internal::TryLock(&h->write_lock)) return false;
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
   bool fits = h->write_stream_end == 0 && !FrameReady(tail) &&
-              HasSpace(tail, kFrameHeader + Pad8(frame.size()) + kFrameHeader);
+              HasSpace(tail, FrameSpan(frame.size()) + kFrameHeader);
   if (fits) {
     WriteSmall(tail, frame);
     if (count_put) {
@@ -498,10 +513,10 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
     // Small frames are sealed whole.
     CopyOut(head + kFrameHeader, out->data(), size);
     count_get();
-    commit(head + kFrameHeader + Pad8(size));
+    commit(head + FrameSpan(size));
   } else {
     const uint64_t payload = head + kFrameHeader;
-    h->read_stream_end = payload + Pad8(size);
+    h->read_stream_end = head + FrameSpan(size);
     commit(payload);
     char* p = out->data();
     while (head < h->read_stream_end) {
