@@ -1,16 +1,16 @@
-// Prints a JSON object of figures measured with this library, with the keys and
-// units of
-// ../shared/bench/cpython_baseline.py.
+// Prints a JSON object of figures measured with this library, with the keys
+// and units of ../shared/bench/cpython_baseline.py.
 //
-//   tools/bazel run -c opt //tools/bench:baseline                      # every
-//   figure tools/bazel run -c opt //tools/bench:baseline -- pipe_objs_per_s   #
-//   only these
+//   tools/bazel run -c opt //tools/bench:baseline                    # all
+//   tools/bazel run -c opt //tools/bench:baseline -- pipe_objs_per_s # these
 //
 // Google Benchmark's own flags (--benchmark_min_time=2,
 // --benchmark_repetitions=5, ...) pass through; with repetitions the median is
-// printed. Progress goes to stderr, the JSON alone to stdout.
+// printed (the best run for the figures registered with MP_FIGURE_BEST_OF).
+// Progress goes to stderr, the JSON alone to stdout.
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,12 +38,19 @@ class FigureReporter : public benchmark::BenchmarkReporter {
       auto it = run.counters.find("value");
       if (it == run.counters.end()) continue;
       const std::string key = run.run_name.function_name;
-      if (run.run_type == Run::RT_Aggregate) {
-        if (run.aggregate_name == "median") values_[key] = it->second.value;
-      } else if (!values_.count(key) || run.repetitions <= 1) {
-        values_[key] = it->second.value;
+      const double value = it->second.value;
+      if (run.run_type != Run::RT_Aggregate) {
+        if (!values_.count(key) || run.repetitions <= 1) values_[key] = value;
+        std::fprintf(stderr, "%s: %.1f\n", key.c_str(), value);
+      } else if (run.aggregate_name == "best" ||
+                 (run.aggregate_name == "median" && !best_.count(key))) {
+        // MP_FIGURE_BEST_OF figures report their best run; others, with
+        // repetitions, the median.
+        if (run.aggregate_name == "best") best_.insert(key);
+        values_[key] = value;
+        std::fprintf(stderr, "%s (%s): %.1f\n", key.c_str(),
+                     run.aggregate_name.c_str(), value);
       }
-      std::fprintf(stderr, "%s: %.1f\n", key.c_str(), it->second.value);
     }
   }
 
@@ -54,6 +61,7 @@ class FigureReporter : public benchmark::BenchmarkReporter {
 
  private:
   std::map<std::string, double> values_;
+  std::set<std::string> best_;
   bool errors_ = false;
 };
 
@@ -74,9 +82,9 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   std::vector<std::string> keys(argv + 1, argv + argc);
   const std::string filter =
-      keys.empty()
-          ? "."
-          : absl::StrFormat("^(%s)(/real_time)?$", absl::StrJoin(keys, "|"));
+      keys.empty() ? "."
+                   : absl::StrFormat("^(%s)(/repeats:[0-9]+)?(/real_time)?$",
+                                     absl::StrJoin(keys, "|"));
   FigureReporter reporter;
   const size_t ran = benchmark::RunSpecifiedBenchmarks(&reporter, filter);
   if (!keys.empty() && ran != keys.size()) {

@@ -14,9 +14,17 @@
 #ifndef MULTIPROCESSING_TOOLS_BENCH_FIGURE_H_
 #define MULTIPROCESSING_TOOLS_BENCH_FIGURE_H_
 
+#include <algorithm>
+#include <vector>
+
 #include "benchmark/benchmark.h"
 
 namespace multiprocessing::bench {
+
+// The "best" statistic of MP_FIGURE_BEST_OF: the highest figure.
+inline double Best(const std::vector<double>& values) {
+  return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
+}
 
 // The figure is `operations` done in the timed loop, per second of wall-clock
 // time.
@@ -48,5 +56,16 @@ inline void ReportMegabytesPerSecond(benchmark::State& state, double bytes) {
   [[maybe_unused]] static ::benchmark::internal::Benchmark* const \
   MP_FIGURE_CONCAT(mp_figure_, __LINE__) =                        \
       ::benchmark::RegisterBenchmark(key, function)->UseRealTime()
+
+// Registers `function` as the figure `key`, measured as the best of `n` runs:
+// for rates (not latencies) whose CPython counterpart is timeit's best of
+// repeats, so that both sides are measured alike.
+#define MP_FIGURE_BEST_OF(key, function, n)                       \
+  [[maybe_unused]] static ::benchmark::internal::Benchmark* const \
+  MP_FIGURE_CONCAT(mp_figure_, __LINE__) =                        \
+      ::benchmark::RegisterBenchmark(key, function)               \
+          ->UseRealTime()                                         \
+          ->Repetitions(n)                                        \
+          ->ComputeStatistics("best", ::multiprocessing::bench::Best)
 
 #endif  // MULTIPROCESSING_TOOLS_BENCH_FIGURE_H_
