@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Runs //tools/bench:baseline and CPython's multiprocessing on the same figures, several times each, and
-prints a table: figure, this library (min / median), CPython (min / median), and how many times faster
+"""Runs //tools/bench:baseline and CPython's multiprocessing (and pickle, for the pickle_* figures) on the
+same figures, several times each, alternating, and prints a table: figure, this library (min / median), CPython (min / median), and how many times faster
 this library is (median against median; for latencies, CPython's time over ours).
 
 usage: tools/bench/compare.py [--runs N] [KEY...]        (from the workspace root; no key: all figures)
@@ -38,7 +38,16 @@ def main():
         for key, value in run_json([binary] + args.keys).items():
             if isinstance(value, (int, float)):
                 ours.setdefault(key, []).append(value)
-        for key, value in run_json([sys.executable, os.path.join(HERE, "cpython_baseline.py")] + args.keys).items():
+        # CPython's pickle figures come from reduction/cpython_figures.py, the rest from the baseline script.
+        pickle_keys = [k for k in args.keys if k.startswith("pickle_")]
+        other_keys = [k for k in args.keys if not k.startswith("pickle_")]
+        cpython = {}
+        if other_keys or not args.keys:
+            cpython.update(run_json([sys.executable, os.path.join(HERE, "cpython_baseline.py")] + other_keys))
+        if pickle_keys or not args.keys:
+            figures = run_json([sys.executable, os.path.join(ROOT, "reduction", "cpython_figures.py")])
+            cpython.update({k: v for k, v in figures.items() if not args.keys or k in pickle_keys})
+        for key, value in cpython.items():
             if isinstance(value, (int, float)):
                 theirs.setdefault(key, []).append(value)
 
