@@ -54,8 +54,12 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     }
   }
 
-  void Put(std::string_view frame, bool block, const Timeout& timeout) {
+  // Puts the pickle `frame`, taking over the descriptors in `oob` (if any).
+  void Put(std::string_view frame, reduction::OutOfBand* oob, bool block,
+           const Timeout& timeout) {
     CheckOpen("put");
+    std::span<const int> fds;
+    if (oob != nullptr) fds = oob->fds;
     const bool bounded = maxsize_ > 0;
     // A bounded queue takes its slot first; an unbounded one counts the item
     // as it writes it.
@@ -67,20 +71,24 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     // this process's feeder holds nothing (so this item cannot overtake an
     // earlier one of the same thread) and the ring has room.
     if (!feeding_.load(std::memory_order_acquire) &&
-        ring_->TryWrite(frame, /*count_put=*/!bounded)) {
+        ring_->TryWrite(frame, /*count_put=*/!bounded, fds)) {
       return;
     }
     if (!bounded) ring_->AcquireSlot(0, std::nullopt);  // only counts it
+    Pending item{std::string(frame), {}};
+    if (oob != nullptr) item.oob = std::move(*oob);
     std::unique_lock<std::mutex> lock(mu_);
-    buffer_.emplace_back(frame);
+    buffer_.push_back(std::move(item));
     feeding_.store(true, std::memory_order_relaxed);
     if (!feeder_started_) StartFeeder();
     if (feeder_waiting_) cv_.notify_one();
   }
 
-  void Get(std::string* frame, bool block, const Timeout& timeout) {
+  void Get(std::string* frame, reduction::OutOfBand* oob, bool block,
+           const Timeout& timeout) {
     CheckOpen("get");
-    if (!ring_->Read(frame, DeadlineFor(block, timeout))) {
+    if (!ring_->Read(frame, DeadlineFor(block, timeout),
+                     oob != nullptr ? &oob->fds : nullptr)) {
       throw Empty("the queue is empty");
     }
     // Only a put on a bounded queue waits for a slot.
@@ -150,7 +158,8 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
   }
 
   void Feed() {
-    std::vector<std::string> batch;
+    std::vector<Pending> batch;
+    std::vector<FdFrame> frames;
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       if (buffer_.empty()) {
@@ -167,8 +176,11 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
                    std::make_move_iterator(buffer_.end()));
       buffer_.clear();
       lock.unlock();
-      ring_->Write(std::span<const std::string>(batch));
-      batch.clear();
+      frames.clear();
+      for (const Pending& item : batch)
+        frames.push_back({item.bytes, item.oob.fds});
+      ring_->Write(std::span<const FdFrame>(frames));
+      batch.clear();  // closes this process's copies of the descriptors
       lock.lock();
     }
     logging::sub_debug("feeder thread got sentinel -- exiting");
@@ -198,7 +210,12 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> buffer_;  // pickled items waiting for the feeder
+  // A pickled item waiting for the feeder, with the descriptors it carries.
+  struct Pending {
+    std::string bytes;
+    reduction::OutOfBand oob;
+  };
+  std::deque<Pending> buffer_;
   std::thread feeder_;
   bool feeder_started_ = false;
   bool feeder_waiting_ = false;
@@ -213,13 +230,6 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
 std::string& PickleBuffer() {
   thread_local std::string buffer;
   return buffer;
-}
-
-void RaiseFdsUnsupported() {
-  throw TypeError(
-      "cannot put an object carrying file descriptors (a Connection, a "
-      "Lock...) on a Queue: pass it "
-      "as a Process argument or send it over a Pipe");
 }
 
 namespace {
@@ -238,29 +248,39 @@ std::shared_ptr<QueueCore> NewHandle(std::shared_ptr<QueueCore> core) {
 }  // namespace
 }  // namespace internal
 
+using internal::FdFrame;
 using internal::NewHandle;
 using internal::QueueCore;
 using internal::ShmRing;
 
-Queue::Queue(int64_t maxsize)
-    : core_(NewHandle(
-          std::make_shared<QueueCore>(ShmRing::Create(), maxsize, false))) {}
+namespace {
+// Every queue's ring can carry descriptors.
+std::shared_ptr<ShmRing> NewRing() {
+  return ShmRing::Create(ShmRing::kDefaultCapacity, /*fd_channel=*/true);
+}
+}  // namespace
 
-void Queue::put_view(std::string_view pickled, bool block, Timeout timeout) {
-  core_->Put(pickled, block, timeout);
+Queue::Queue(int64_t maxsize)
+    : core_(NewHandle(std::make_shared<QueueCore>(NewRing(), maxsize, false))) {
+}
+
+void Queue::put_view(std::string_view pickled, bool block, Timeout timeout,
+                     reduction::OutOfBand* oob) {
+  core_->Put(pickled, oob, block, timeout);
 }
 
 std::string Queue::get_bytes(bool block, Timeout timeout) {
   std::string frame;
-  core_->Get(&frame, block, timeout);
+  core_->Get(&frame, nullptr, block, timeout);
   return frame;
 }
 
-std::string_view Queue::get_view(bool block, Timeout timeout) {
+std::string_view Queue::get_view(bool block, Timeout timeout,
+                                 reduction::OutOfBand* oob) {
   // Reused, so that a steady stream of gets allocates only for the unpickled
   // values.
   thread_local std::string frame;
-  core_->Get(&frame, block, timeout);
+  core_->Get(&frame, oob, block, timeout);
   return frame;
 }
 
@@ -274,20 +294,23 @@ void Queue::close() { core_->Close(); }
 void Queue::join_thread() { core_->JoinThread(); }
 void Queue::cancel_join_thread() { core_->CancelJoinThread(); }
 int Queue::fd() const { return core_->ring().fd(); }
+int Queue::channel_send_fd() const { return core_->ring().channel_send_fd(); }
+int Queue::channel_recv_fd() const { return core_->ring().channel_recv_fd(); }
 
-Queue Queue::FromFd(int fd, int64_t maxsize) {
-  return Queue(NewHandle(
-      std::make_shared<QueueCore>(ShmRing::Attach(fd), maxsize, false)));
+Queue Queue::FromFds(int fd, int channel_send, int channel_recv,
+                     int64_t maxsize) {
+  return Queue(NewHandle(std::make_shared<QueueCore>(
+      ShmRing::Attach(fd, channel_send, channel_recv), maxsize, false)));
 }
 
-JoinableQueue JoinableQueue::FromFd(int fd, int64_t maxsize) {
-  return JoinableQueue(NewHandle(
-      std::make_shared<QueueCore>(ShmRing::Attach(fd), maxsize, true)));
+JoinableQueue JoinableQueue::FromFds(int fd, int channel_send, int channel_recv,
+                                     int64_t maxsize) {
+  return JoinableQueue(NewHandle(std::make_shared<QueueCore>(
+      ShmRing::Attach(fd, channel_send, channel_recv), maxsize, true)));
 }
 
 JoinableQueue::JoinableQueue(int64_t maxsize)
-    : Queue(NewHandle(
-          std::make_shared<QueueCore>(ShmRing::Create(), maxsize, true))) {}
+    : Queue(NewHandle(std::make_shared<QueueCore>(NewRing(), maxsize, true))) {}
 
 void JoinableQueue::task_done() {
   if (!core_->ring().TaskDone()) {
@@ -300,27 +323,39 @@ bool JoinableQueue::join(Timeout timeout) {
 }
 
 SimpleQueue::SimpleQueue()
-    : core_(std::make_shared<QueueCore>(ShmRing::Create(), 0, false)) {}
+    : core_(std::make_shared<QueueCore>(NewRing(), 0, false)) {}
 
-void SimpleQueue::put_view(std::string_view pickled) {
+void SimpleQueue::put_view(std::string_view pickled,
+                           reduction::OutOfBand* oob) {
   core_->CheckOpen("put");
-  core_->ring().Write(std::span<const std::string_view>(&pickled, 1));
+  // The descriptors are sent (duplicated into the kernel) before Write
+  // returns; the caller's copies are closed with `oob`.
+  FdFrame frame{pickled, {}};
+  if (oob != nullptr) frame.fds = oob->fds;
+  core_->ring().Write(std::span<const FdFrame>(&frame, 1));
 }
 
-std::string SimpleQueue::get_bytes() {
+std::string SimpleQueue::get_bytes(reduction::OutOfBand* oob) {
   core_->CheckOpen("get");
   std::string frame;
-  core_->ring().Read(&frame);
+  core_->ring().Read(&frame, std::nullopt,
+                     oob != nullptr ? &oob->fds : nullptr);
   return frame;
 }
 
 bool SimpleQueue::empty() const { return core_->ring().Empty(); }
 void SimpleQueue::close() { core_->Close(); }
 int SimpleQueue::fd() const { return core_->ring().fd(); }
+int SimpleQueue::channel_send_fd() const {
+  return core_->ring().channel_send_fd();
+}
+int SimpleQueue::channel_recv_fd() const {
+  return core_->ring().channel_recv_fd();
+}
 
-SimpleQueue SimpleQueue::FromFd(int fd) {
-  return SimpleQueue(
-      std::make_shared<QueueCore>(ShmRing::Attach(fd), 0, false));
+SimpleQueue SimpleQueue::FromFds(int fd, int channel_send, int channel_recv) {
+  return SimpleQueue(std::make_shared<QueueCore>(
+      ShmRing::Attach(fd, channel_send, channel_recv), 0, false));
 }
 
 }  // namespace multiprocessing::queues

@@ -8,6 +8,8 @@
 //
 // Items are pickled (reduction/) in put(), in the calling thread, so an item
 // that cannot be pickled raises there (CPython loses it in the feeder thread).
+// Items may carry file descriptors (a Connection, a Lock...): they travel
+// beside the pickle, and stay valid even if the putting process exits first.
 // get<T>() unpickles into T; the default, Object, takes any value. Queues are
 // passed to children as Process arguments under every start method.
 //
@@ -53,19 +55,16 @@ using Timeout = std::optional<std::chrono::duration<double>>;
 
 namespace internal {
 class QueueCore;
-[[noreturn]] void RaiseFdsUnsupported();
 
 // This thread's buffer for pickling items, reused put after put.
 std::string& PickleBuffer();
 
 // Pickles a queue item into this thread's buffer, valid until its next put;
-// file descriptors cannot ride along (the ring carries bytes only).
+// the descriptors it carries go to `oob`.
 template <class T>
-std::string_view PickleItem(const T& obj) {
-  reduction::OutOfBand oob;
+std::string_view PickleItem(const T& obj, reduction::OutOfBand* oob) {
   std::string& buffer = PickleBuffer();
-  reduction::dumps_into(&buffer, obj, &oob);
-  if (!oob.fds.empty()) RaiseFdsUnsupported();
+  reduction::dumps_into(&buffer, obj, oob);
   return buffer;
 }
 }  // namespace internal
@@ -81,7 +80,8 @@ class Queue {
   // close().
   template <class T>
   void put(const T& obj, bool block = true, Timeout timeout = std::nullopt) {
-    put_view(internal::PickleItem(obj), block, timeout);
+    reduction::OutOfBand oob;
+    put_view(internal::PickleItem(obj, &oob), block, timeout, &oob);
   }
   template <class T>
   void put_nowait(const T& obj) {
@@ -92,23 +92,29 @@ class Queue {
   // raises queues::Empty.
   template <class T = reduction::Object>
   T get(bool block = true, Timeout timeout = std::nullopt) {
-    return reduction::loads<T>(get_view(block, timeout));
+    reduction::OutOfBand oob;
+    std::string_view pickled = get_view(block, timeout, &oob);
+    return reduction::loads<T>(pickled, &oob);
   }
   template <class T = reduction::Object>
   T get_nowait() {
     return get<T>(false);
   }
 
-  // The same with already pickled items.
+  // The same with already pickled items. put_view takes over the
+  // descriptors in `oob` that the pickle refers to; get_view gives them to
+  // `oob` (else closes them).
   void put_bytes(const std::string& pickled, bool block = true,
                  Timeout timeout = std::nullopt) {
     put_view(pickled, block, timeout);
   }
   void put_view(std::string_view pickled, bool block = true,
-                Timeout timeout = std::nullopt);
+                Timeout timeout = std::nullopt,
+                reduction::OutOfBand* oob = nullptr);
   std::string get_bytes(bool block = true, Timeout timeout = std::nullopt);
   // The next pickle, in a buffer of this thread's that the next get reuses.
-  std::string_view get_view(bool block = true, Timeout timeout = std::nullopt);
+  std::string_view get_view(bool block = true, Timeout timeout = std::nullopt,
+                            reduction::OutOfBand* oob = nullptr);
 
   // Approximate, as in Python: items put (including those still in feeder
   // threads) and not yet got.
@@ -127,10 +133,13 @@ class Queue {
   // may be lost.
   void cancel_join_thread();
 
-  // For Pickler<Queue>: the ring's fd, and a queue built from a received one
-  // (taking ownership of fd).
+  // For Pickler<Queue>: the ring's fd and its descriptor channel's ends, and
+  // a queue built from received ones (taking ownership of them).
   int fd() const;
-  static Queue FromFd(int fd, int64_t maxsize);
+  int channel_send_fd() const;
+  int channel_recv_fd() const;
+  static Queue FromFds(int fd, int channel_send, int channel_recv,
+                       int64_t maxsize);
 
  protected:
   explicit Queue(std::shared_ptr<internal::QueueCore> core)
@@ -149,7 +158,8 @@ class JoinableQueue : public Queue {
   // first.
   bool join(Timeout timeout = std::nullopt);
 
-  static JoinableQueue FromFd(int fd, int64_t maxsize);
+  static JoinableQueue FromFds(int fd, int channel_send, int channel_recv,
+                               int64_t maxsize);
 
  private:
   explicit JoinableQueue(std::shared_ptr<internal::QueueCore> core)
@@ -163,20 +173,26 @@ class SimpleQueue {
   SimpleQueue();
   template <class T>
   void put(const T& obj) {
-    put_view(internal::PickleItem(obj));
+    reduction::OutOfBand oob;
+    put_view(internal::PickleItem(obj, &oob), &oob);
   }
   template <class T = reduction::Object>
   T get() {
-    return reduction::loads<T>(get_bytes());
+    reduction::OutOfBand oob;
+    std::string pickled = get_bytes(&oob);
+    return reduction::loads<T>(pickled, &oob);
   }
   void put_bytes(const std::string& pickled) { put_view(pickled); }
-  void put_view(std::string_view pickled);
-  std::string get_bytes();
+  // As Queue's.
+  void put_view(std::string_view pickled, reduction::OutOfBand* oob = nullptr);
+  std::string get_bytes(reduction::OutOfBand* oob = nullptr);
   bool empty() const;
   void close();
 
   int fd() const;
-  static SimpleQueue FromFd(int fd);
+  int channel_send_fd() const;
+  int channel_recv_fd() const;
+  static SimpleQueue FromFds(int fd, int channel_send, int channel_recv);
 
  private:
   explicit SimpleQueue(std::shared_ptr<internal::QueueCore> core)
@@ -186,8 +202,8 @@ class SimpleQueue {
 
 }  // namespace queues
 
-// Queues travel to spawn and forkserver children as their ring's fd (out of
-// band) and their size.
+// Queues travel to spawn and forkserver children as their ring's fd and its
+// descriptor channel's (out of band), and their size.
 namespace reduction {
 template <class Q>
 requires std::is_same_v<Q, queues::Queue> ||
@@ -198,15 +214,23 @@ struct Pickler<Q> {
     int64_t maxsize = 0;
     if constexpr (!std::is_same_v<Q, queues::SimpleQueue>)
       maxsize = q.maxsize();
-    w.save(std::make_tuple(static_cast<int64_t>(w.add_fd(q.fd())), maxsize));
+    auto index = [&w](int fd) { return static_cast<int64_t>(w.add_fd(fd)); };
+    w.save(std::make_tuple(index(q.fd()), index(q.channel_send_fd()),
+                           index(q.channel_recv_fd()), maxsize));
   }
   static Q Load(Reader& r) {
-    auto [index, maxsize] = r.load<std::tuple<int64_t, int64_t>>();
-    int fd = r.dup_fd(static_cast<size_t>(index));
+    auto [ring, send, recv, maxsize] =
+        r.load<std::tuple<int64_t, int64_t, int64_t, int64_t>>();
+    // Each dup is owned by a guard until the queue takes them all.
+    reduction::OutOfBand fds;
+    for (int64_t index : {ring, send, recv}) {
+      fds.fds.push_back(r.dup_fd(static_cast<size_t>(index)));
+    }
+    const int f0 = fds.release(0), f1 = fds.release(1), f2 = fds.release(2);
     if constexpr (std::is_same_v<Q, queues::SimpleQueue>) {
-      return Q::FromFd(fd);
+      return Q::FromFds(f0, f1, f2);
     } else {
-      return Q::FromFd(fd, maxsize);
+      return Q::FromFds(f0, f1, f2, maxsize);
     }
   }
 };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "connection/connection.h"
 #include "gtest/gtest.h"
 #include "process/context.h"
 #include "process/process.h"
@@ -202,6 +203,54 @@ TEST(QueueTest, ConsumerKilledInGetDoesNotWedgeOthers) {
   consumer.start();
   q.put(5);
   EXPECT_EQ(JoinOrKill(consumer), 0);
+}
+
+TEST(QueueTest, ConnectionFromAChildThatExitedStillWorks) {
+  // CPython lends such descriptors from a server thread in the putting
+  // process, which must outlive the get; here they are in flight in the
+  // kernel.
+  Queue q;
+  Process p([q]() mutable {
+    auto [reader, writer] = Pipe(/*duplex=*/false);
+    writer.send(std::string("from the child"));
+    q.put(reader);
+  });
+  p.start();
+  ASSERT_EQ(JoinOrKill(p), 0);
+  Connection reader = q.get<Connection>(true, seconds(10));
+  ASSERT_TRUE(reader.poll(seconds(10)));
+  EXPECT_EQ(reader.recv<std::string>(), "from the child");
+}
+
+TEST(QueueTest, ManyConnectionsKeepTheirOrderThroughAFullChannel) {
+  // More items with descriptors than the descriptor channel's socket holds:
+  // puts go on through the feeder, which waits for consumers to drain it.
+  constexpr int kItems = 300;
+  Queue q;
+  std::vector<Connection> kept;
+  for (int i = 0; i < kItems; ++i) {
+    auto [mine, theirs] = Pipe();
+    q.put(std::make_tuple(i, theirs));
+    kept.push_back(std::move(mine));
+  }
+  for (int i = 0; i < kItems; ++i) {
+    auto [n, conn] = q.get<std::tuple<int, Connection>>(true, seconds(30));
+    ASSERT_EQ(n, i);
+    kept[static_cast<size_t>(i)].send(i);
+    ASSERT_TRUE(conn.poll(seconds(5)));
+    ASSERT_EQ(conn.recv<int>(), i);
+  }
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(SimpleQueueTest, ConnectionsTravel) {
+  SimpleQueue q;
+  auto [mine, theirs] = Pipe();
+  q.put(theirs);
+  Connection got = q.get<Connection>();
+  mine.send(std::string("ping"));
+  ASSERT_TRUE(got.poll(seconds(5)));
+  EXPECT_EQ(got.recv<std::string>(), "ping");
 }
 
 TEST(JoinableQueueTest, TaskDoneAndJoinAcrossProcesses) {

@@ -1,7 +1,9 @@
 #include "queues/internal/shm_ring.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,7 +14,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "connection/socket_io.h"
 #include "errors/errors.h"
+#include "logging/logging.h"
 #include "synchronize/internal/futex.h"
 #include "synchronize/internal/membarrier.h"
 #include "synchronize/internal/robust_mutex.h"
@@ -43,6 +47,10 @@ constexpr uint64_t kLine = 64;
 // Beyond any frame a queue can hold: a larger length means the memory is not a
 // ring's.
 constexpr uint64_t kMaxFrame = uint64_t{1} << 46;
+// In a frame's length word: the frame carries descriptors, and its payload
+// starts with the sequence number of their message (see shm_ring.h).
+constexpr uint64_t kFdsFlag = uint64_t{1} << 63;
+constexpr size_t kSeqSize = sizeof(uint64_t);
 
 // The ring bytes a frame of `size` bytes of payload takes.
 constexpr uint64_t FrameSpan(uint64_t size) {
@@ -64,6 +72,22 @@ timespec ToTimespec(std::chrono::steady_clock::time_point t) {
   if (ns < 0) ns = 0;
   return timespec{static_cast<time_t>(ns / 1000000000),
                   static_cast<long>(ns % 1000000000)};
+}
+
+std::string_view BytesOf(std::string_view frame) { return frame; }
+std::string_view BytesOf(const FdFrame& frame) { return frame.bytes; }
+std::span<const int> FdsOf(std::string_view) { return {}; }
+std::span<const int> FdsOf(const FdFrame& frame) { return frame.fds; }
+
+[[noreturn]] void RaiseNoChannel() {
+  throw TypeError(
+      "this ring cannot carry file descriptors (it was made without a "
+      "descriptor channel)");
+}
+
+void CloseChannel(int send, int recv) {
+  if (send >= 0) close(send);
+  if (recv >= 0) close(recv);
 }
 
 // The same deadline for futex.h (steady_clock is CLOCK_MONOTONIC).
@@ -95,6 +119,8 @@ struct RingHeader {
   // dies; under write_lock.
   uint64_t write_stream_start;
   uint64_t write_stream_end;
+  // The sequence number of the next frame with descriptors; under write_lock.
+  uint64_t fd_seq;
   // Items of unbounded queues written straight in by TryWrite, counted under
   // write_lock: a put that finds room costs no atomic instruction beside the
   // lock's.
@@ -172,14 +198,24 @@ void Wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
 
 }  // namespace
 
-std::shared_ptr<ShmRing> ShmRing::Create(size_t capacity) {
+std::shared_ptr<ShmRing> ShmRing::Create(size_t capacity, bool fd_channel) {
   capacity = std::bit_ceil(std::max<size_t>(capacity, 4096));
+  int channel[2] = {-1, -1};
+  if (fd_channel &&
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) != 0) {
+    RaiseOSError("socketpair", errno);
+  }
   int fd = memfd_create("mp-queue", MFD_CLOEXEC);
-  if (fd < 0) RaiseOSError("memfd_create", errno);
+  if (fd < 0) {
+    int err = errno;
+    CloseChannel(channel[0], channel[1]);
+    RaiseOSError("memfd_create", err);
+  }
   const size_t size = sizeof(RingHeader) + capacity;
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
     close(fd);
+    CloseChannel(channel[0], channel[1]);
     RaiseOSError("ftruncate", err);
   }
   void* mapping =
@@ -187,22 +223,30 @@ std::shared_ptr<ShmRing> ShmRing::Create(size_t capacity) {
   if (mapping == MAP_FAILED) {
     int err = errno;
     close(fd);
+    CloseChannel(channel[0], channel[1]);
     RaiseOSError("mmap", err);
   }
   auto* header = new (mapping) RingHeader();
   header->capacity = capacity;
   std::atomic_thread_fence(std::memory_order_release);
   header->magic = kMagic;
-  return std::shared_ptr<ShmRing>(new ShmRing(fd, mapping, size));
+  return std::shared_ptr<ShmRing>(
+      new ShmRing(fd, mapping, size, channel[0], channel[1]));
 }
 
-std::shared_ptr<ShmRing> ShmRing::Attach(int fd) {
+std::shared_ptr<ShmRing> ShmRing::Attach(int fd, int channel_send,
+                                         int channel_recv) {
+  auto fail = [&](void* mapping, size_t size) {
+    if (mapping != nullptr) munmap(mapping, size);
+    close(fd);
+    CloseChannel(channel_send, channel_recv);
+    throw ValueError(
+        absl::StrCat("fd ", fd, " does not hold a queue's buffer"));
+  };
   struct stat st;
   if (fstat(fd, &st) != 0 ||
       static_cast<size_t>(st.st_size) < sizeof(RingHeader) + 4096) {
-    close(fd);
-    throw ValueError(
-        absl::StrCat("fd ", fd, " does not hold a queue's buffer"));
+    fail(nullptr, 0);
   }
   const size_t size = static_cast<size_t>(st.st_size);
   void* mapping =
@@ -210,32 +254,35 @@ std::shared_ptr<ShmRing> ShmRing::Attach(int fd) {
   if (mapping == MAP_FAILED) {
     int err = errno;
     close(fd);
+    CloseChannel(channel_send, channel_recv);
     RaiseOSError("mmap", err);
   }
   auto* header = static_cast<RingHeader*>(mapping);
   if (header->magic != kMagic ||
       header->capacity + sizeof(RingHeader) != size) {
-    munmap(mapping, size);
-    close(fd);
-    throw ValueError(
-        absl::StrCat("fd ", fd, " does not hold a queue's buffer"));
+    fail(mapping, size);
   }
-  return std::shared_ptr<ShmRing>(new ShmRing(fd, mapping, size));
+  return std::shared_ptr<ShmRing>(
+      new ShmRing(fd, mapping, size, channel_send, channel_recv));
 }
 
-ShmRing::ShmRing(int fd, void* mapping, size_t mapping_size)
+ShmRing::ShmRing(int fd, void* mapping, size_t mapping_size, int channel_send,
+                 int channel_recv)
     : fd_(fd),
       mapping_(mapping),
       mapping_size_(mapping_size),
       header_(static_cast<RingHeader*>(mapping)),
       data_(static_cast<char*>(mapping) + sizeof(RingHeader)),
-      capacity_(header_->capacity) {
+      capacity_(header_->capacity),
+      channel_send_(channel_send),
+      channel_recv_(channel_recv) {
   ::multiprocessing::internal::EnableLightFences();
 }
 
 ShmRing::~ShmRing() {
   munmap(mapping_, mapping_size_);
   close(fd_);
+  CloseChannel(channel_send_, channel_recv_);
 }
 
 void ShmRing::CopyIn(uint64_t position, const char* data, size_t size) {
@@ -277,7 +324,8 @@ bool ShmRing::HasSpace(uint64_t tail, uint64_t needed) {
   return capacity_ - (tail - cached_head_) >= needed;
 }
 
-void ShmRing::WriteSmall(uint64_t tail, std::string_view frame) {
+void ShmRing::WriteSmall(uint64_t tail, std::string_view frame,
+                         uint64_t flags) {
   const uint64_t size = frame.size();
   const uint64_t end = tail + FrameSpan(size);
   // The payload after the first line, then the first line (the part a waiting
@@ -291,7 +339,7 @@ void ShmRing::WriteSmall(uint64_t tail, std::string_view frame) {
   __atomic_store_n(Word64(end + 8), 0, __ATOMIC_RELAXED);
   std::memcpy(data_ + ((tail + kFrameHeader) & (capacity_ - 1)), frame.data(),
               first);
-  *Word64(tail) = size;
+  *Word64(tail) = size | flags;
   __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
   header_->tail.store(end, std::memory_order_release);
 }
@@ -385,7 +433,7 @@ uint64_t ShmRing::Recover(uint64_t tail) {
     }
     // A producer died after sealing a frame but before moving `tail` past it.
     if (!FrameReady(tail)) return tail;
-    uint64_t size = *Word64(tail);
+    uint64_t size = *Word64(tail) & ~kFdsFlag;
     if (Streamed(size)) {
       h->write_stream_start = tail;
       h->write_stream_end = tail + FrameSpan(size);
@@ -404,6 +452,70 @@ size_t ShmRing::Write(std::span<const std::string_view> frames,
   return WriteFrames(frames, deadline);
 }
 
+size_t ShmRing::Write(std::span<const FdFrame> frames, Deadline deadline) {
+  if (channel_send_ < 0) {
+    for (const FdFrame& frame : frames) {
+      if (!frame.fds.empty()) RaiseNoChannel();
+    }
+  }
+  return WriteFrames(frames, deadline);
+}
+
+bool ShmRing::SendFds(std::span<const int> fds, std::string_view bytes,
+                      bool wait, std::string* framed, int* error) {
+  // The number is claimed before sending: if this process dies in between,
+  // nobody reuses it, and its message (if sent) is skipped as an orphan.
+  const uint64_t seq = header_->fd_seq++;
+  framed->assign(reinterpret_cast<const char*>(&seq), kSeqSize);
+  framed->append(bytes.data(), bytes.size());
+  *error = 0;
+  if (fds.size() > ::multiprocessing::connection::internal::kMaxFdsPerMessage) {
+    *error = EINVAL;
+  } else {
+    uint64_t data = seq;
+    iovec iov{&data, sizeof data};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char
+        control[::multiprocessing::connection::internal::kFdControlSpace];
+    ::multiprocessing::connection::internal::AttachFds(msg, control, fds.data(),
+                                                       fds.size());
+    while (sendmsg(channel_send_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN && wait) {
+        ::multiprocessing::connection::internal::WaitFor(channel_send_, POLLOUT,
+                                                         std::nullopt);
+        continue;
+      }
+      if (errno == EAGAIN) return false;
+      *error = errno;
+      break;
+    }
+  }
+  // On another error the frame still goes out, without a message, and its
+  // consumer gets OSError for it.
+  return true;
+}
+
+bool ShmRing::RecvFds(uint64_t seq, std::vector<int>* fds) {
+  while (true) {
+    uint64_t next;
+    ssize_t n =
+        recv(channel_recv_, &next, sizeof next, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || n == 0) return false;  // gone (or every sender closed)
+    if (n == sizeof next && next > seq) return false;
+    // This frame's message, or an older one whose frame is gone (or that
+    // nobody wrote): take it, keeping only the right descriptors.
+    char data[sizeof next];
+    const bool ours = n == sizeof next && next == seq;
+    ::multiprocessing::connection::internal::RecvWithFds(
+        channel_recv_, data, sizeof data, MSG_DONTWAIT, ours ? fds : nullptr);
+    if (ours) return true;
+  }
+}
+
 template <class Frame>
 size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   RingHeader* h = header_;
@@ -411,8 +523,27 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   uint64_t tail = Recover(h->tail.load(std::memory_order_relaxed));
   uint64_t published = tail;
   size_t written = 0;
+  std::string framed;
   for (const auto& frame : frames) {
-    const uint64_t size = frame.size();
+    std::string_view bytes = BytesOf(frame);
+    uint64_t flags = 0;
+    if (std::span<const int> fds = FdsOf(frame); !fds.empty()) {
+      int error;
+      if (!SendFds(fds, bytes, /*wait=*/false, &framed, &error)) {
+        // The socket is full of earlier frames' messages: let sleeping
+        // consumers see those frames before waiting for room.
+        if (tail != published) Publish(published = tail);
+        SendFds(fds, bytes, /*wait=*/true, &framed, &error);
+      }
+      if (error != 0) {
+        ::multiprocessing::get_logger().warning(absl::StrCat(
+            "a queue item's file descriptors could not be sent (",
+            std::strerror(error), "); its consumer will get OSError"));
+      }
+      bytes = framed;
+      flags = kFdsFlag;
+    }
+    const uint64_t size = bytes.size();
     if (!Streamed(size)) {
       const uint64_t needed = FrameSpan(size) + kFrameHeader;
       if (!HasSpace(tail, needed)) {
@@ -421,7 +552,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
         if (tail != published) Publish(published = tail);
         WaitForSpace(tail, needed, std::nullopt);
       }
-      WriteSmall(tail, std::string_view(frame.data(), size));
+      WriteSmall(tail, bytes, flags);
       tail += FrameSpan(size);
       // Consumers see each frame at once by its seal; waking sleepers (a
       // fence and a shared read) is done once per stretch.
@@ -433,10 +564,10 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
       WaitForSpace(tail, kFrameHeader, std::nullopt);
       h->write_stream_start = tail;
       h->write_stream_end = tail + FrameSpan(size);
-      *Word64(tail) = size;
+      *Word64(tail) = size | flags;
       __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
       Publish(tail += kFrameHeader);
-      tail = StreamIn(tail, h->write_stream_end, frame.data(), size);
+      tail = StreamIn(tail, h->write_stream_end, bytes.data(), size);
       h->write_stream_end = 0;
       published = tail;
     }
@@ -447,16 +578,28 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   return written;
 }
 
-bool ShmRing::TryWrite(std::string_view frame, bool count_put) {
+bool ShmRing::TryWrite(std::string_view frame, bool count_put,
+                       std::span<const int> fds) {
   RingHeader* h = header_;
-  if (Streamed(frame.size())) return false;
+  if (!fds.empty() && channel_send_ < 0) RaiseNoChannel();
+  const uint64_t size = frame.size() + (fds.empty() ? 0 : kSeqSize);
+  if (Streamed(size)) return false;
   // A dead holder's mutex is left to WriteFrames, which repairs the ring.
   if (!::multiprocessing::internal::TryLock(&h->write_lock)) return false;
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
   bool fits = h->write_stream_end == 0 && !FrameReady(tail) &&
-              HasSpace(tail, FrameSpan(frame.size()) + kFrameHeader);
+              HasSpace(tail, FrameSpan(size) + kFrameHeader);
+  uint64_t flags = 0;
+  if (fits && !fds.empty()) {
+    // Failures (a full socket, or worse) are left to WriteFrames.
+    thread_local std::string framed;
+    int error;
+    fits = SendFds(fds, frame, /*wait=*/false, &framed, &error) && error == 0;
+    frame = framed;
+    flags = kFdsFlag;
+  }
   if (fits) {
-    WriteSmall(tail, frame);
+    WriteSmall(tail, frame, flags);
     if (count_put) {
       h->direct_puts.store(h->direct_puts.load(std::memory_order_relaxed) + 1,
                            std::memory_order_relaxed);
@@ -467,7 +610,7 @@ bool ShmRing::TryWrite(std::string_view frame, bool count_put) {
   return fits;
 }
 
-bool ShmRing::Read(std::string* out, Deadline deadline) {
+bool ShmRing::Read(std::string* out, Deadline deadline, std::vector<int>* fds) {
   RingHeader* h = header_;
   if (LockRing(&h->read_lock, deadline) == LockResult::kTimeout) return false;
   uint64_t head = h->head.load(std::memory_order_relaxed);
@@ -502,7 +645,23 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
     ::multiprocessing::internal::Unlock(&h->read_lock);
     return false;
   }
-  const uint64_t size = *Word64(head);
+  const uint64_t word = *Word64(head);
+  const bool has_fds = (word & kFdsFlag) != 0;
+  const uint64_t size = word & ~kFdsFlag;
+  // The frame's descriptors, taken under the lock while the frame is still
+  // there (so that a consumer that dies leaves the frame to the next one).
+  bool fds_lost = false;
+  auto take_fds = [&] {
+    if (!has_fds) return;
+    if (size < kSeqSize || channel_recv_ < 0) {
+      fds_lost = true;
+      return;
+    }
+    uint64_t seq;
+    std::memcpy(&seq, out->data(), kSeqSize);
+    out->erase(0, kSeqSize);
+    fds_lost = !RecvFds(seq, fds);
+  };
   if (size > kMaxFrame) {
     ::multiprocessing::internal::Unlock(&h->read_lock);
     throw ValueError(absl::StrCat("a queue's buffer holds a frame of ", size,
@@ -512,6 +671,7 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
   if (!Streamed(size)) {
     // Small frames are sealed whole.
     CopyOut(head + kFrameHeader, out->data(), size);
+    take_fds();
     count_get();
     commit(head + FrameSpan(size));
   } else {
@@ -532,9 +692,16 @@ bool ShmRing::Read(std::string* out, Deadline deadline) {
       commit(until);
     }
     h->read_stream_end = 0;
+    take_fds();
     count_get();
   }
   ::multiprocessing::internal::Unlock(&h->read_lock);
+  if (fds_lost) {
+    throw OSError(
+        EBADMSG,
+        "a queue item's file descriptors were lost (a consumer died while "
+        "taking them, or they could not be sent); the item is dropped");
+  }
   return true;
 }
 

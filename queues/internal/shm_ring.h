@@ -11,6 +11,15 @@
 //
 // The memory is a memfd: forked children inherit the mapping, other processes
 // map the fd they receive.
+//
+// A ring may also carry file descriptors with its frames (a Connection put on
+// a Queue): they travel over a SOCK_SEQPACKET socket pair beside the ring, one
+// message per frame, sent under the producers' lock before the frame and
+// received under the consumers' lock, so messages and frames stay in the same
+// order. Each message and its frame bear the same sequence number, so that a
+// message left by a producer that died before writing its frame is skipped,
+// and a frame whose message went with a consumer that died raises OSError. In
+// flight, the descriptors belong to the kernel: a producer may exit at once.
 #ifndef MULTIPROCESSING_QUEUES_INTERNAL_SHM_RING_H_
 #define MULTIPROCESSING_QUEUES_INTERNAL_SHM_RING_H_
 
@@ -22,12 +31,20 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace multiprocessing::queues::internal {
 
 using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
 struct RingHeader;
+
+// A frame to write and the descriptors that travel with it (the caller keeps
+// them).
+struct FdFrame {
+  std::string_view bytes;
+  std::span<const int> fds;
+};
 
 class ShmRing {
  public:
@@ -40,11 +57,14 @@ class ShmRing {
   static constexpr size_t kDefaultCapacity = size_t{4} << 20;
 
   // A new ring with `capacity` bytes of data (rounded up to a power of two) in
-  // a fresh memfd.
-  static std::shared_ptr<ShmRing> Create(size_t capacity = kDefaultCapacity);
-  // Maps the ring behind `fd` (a dup of another process's fd()); takes
-  // ownership of `fd`. Throws ValueError if `fd` does not hold a ring.
-  static std::shared_ptr<ShmRing> Attach(int fd);
+  // a fresh memfd; with `fd_channel`, frames can carry descriptors.
+  static std::shared_ptr<ShmRing> Create(size_t capacity = kDefaultCapacity,
+                                         bool fd_channel = false);
+  // Maps the ring behind `fd` (a dup of another process's fd()), with the
+  // descriptor channel's ends if it has one (else -1); takes ownership of the
+  // descriptors. Throws ValueError if `fd` does not hold a ring.
+  static std::shared_ptr<ShmRing> Attach(int fd, int channel_send = -1,
+                                         int channel_recv = -1);
 
   ~ShmRing();
   ShmRing(const ShmRing&) = delete;
@@ -52,6 +72,9 @@ class ShmRing {
 
   int fd() const { return fd_; }
   size_t capacity() const { return capacity_; }
+  // The descriptor channel's ends (-1 without one).
+  int channel_send_fd() const { return channel_send_; }
+  int channel_recv_fd() const { return channel_recv_; }
 
   // Appends `frames` in order, holding the producers' lock for the whole batch
   // so that frames of one producer are never interleaved with another's. Blocks
@@ -61,15 +84,23 @@ class ShmRing {
                Deadline deadline = std::nullopt);
   size_t Write(std::span<const std::string_view> frames,
                Deadline deadline = std::nullopt);
+  // Frames with descriptors; TypeError if some carry descriptors and the ring
+  // has no channel.
+  size_t Write(std::span<const FdFrame> frames,
+               Deadline deadline = std::nullopt);
 
   // Appends one frame if it fits now and no other producer is writing; never
   // waits. `count_put`: count it in slots() (for a queue without maxsize,
-  // whose put took no slot).
-  bool TryWrite(std::string_view frame, bool count_put = false);
+  // whose put took no slot). `fds` travel with it (see Write).
+  bool TryWrite(std::string_view frame, bool count_put = false,
+                std::span<const int> fds = {});
 
-  // Takes the next frame into `*out`, counting it as got in slots(). Returns
-  // false if `deadline` passed first.
-  bool Read(std::string* out, Deadline deadline = std::nullopt);
+  // Takes the next frame into `*out`, counting it as got in slots(), and its
+  // descriptors into `*fds` (closed if `fds` is null). Returns false if
+  // `deadline` passed first. OSError (the frame is gone) if its descriptors
+  // were lost with a consumer that died.
+  bool Read(std::string* out, Deadline deadline = std::nullopt,
+            std::vector<int>* fds = nullptr);
 
   // True if no whole frame is waiting (a frame being written does not count).
   bool Empty() const;
@@ -91,9 +122,20 @@ class ShmRing {
   bool Poll(Deadline deadline);
 
  private:
-  ShmRing(int fd, void* mapping, size_t mapping_size);
+  ShmRing(int fd, void* mapping, size_t mapping_size, int channel_send,
+          int channel_recv);
   template <class Frame>
   size_t WriteFrames(std::span<const Frame> frames, Deadline deadline);
+  // Under the producers' lock: sends the message of the next frame with
+  // descriptors and makes its bytes (the sequence number, then `bytes`) in
+  // `*framed`. Returns false if the socket is full and `wait` is false;
+  // `*error` is the errno of another failure, after which the frame is to be
+  // written all the same (its consumer will get OSError).
+  bool SendFds(std::span<const int> fds, std::string_view bytes, bool wait,
+               std::string* framed, int* error);
+  // Receives the message of the frame numbered `seq` into `*fds` (closing
+  // those of older, orphaned messages); false if it is gone.
+  bool RecvFds(uint64_t seq, std::vector<int>* fds);
   bool WaitForData(uint64_t head, uint64_t needed, Deadline deadline) const;
   bool WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline);
   // Whether `needed` bytes are free at `tail`, re-reading the consumers' head
@@ -106,7 +148,7 @@ class ShmRing {
   bool FrameReady(uint64_t position) const;
   // Whether a frame of `size` bytes is streamed through in pieces.
   bool Streamed(uint64_t size) const;
-  void WriteSmall(uint64_t tail, std::string_view frame);
+  void WriteSmall(uint64_t tail, std::string_view frame, uint64_t flags = 0);
   uint64_t StreamIn(uint64_t tail, uint64_t end, const char* data,
                     uint64_t data_size);
   // Finishes what a producer that died holding the lock left; returns the
@@ -120,6 +162,8 @@ class ShmRing {
   RingHeader* header_;
   char* data_;
   size_t capacity_;
+  int channel_send_;
+  int channel_recv_;
   // This process's last view of the consumers' head; under the producers'
   // lock.
   uint64_t cached_head_ = 0;

@@ -1,15 +1,18 @@
 #include "queues/internal/shm_ring.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "errors/errors.h"
 #include "gtest/gtest.h"
 
 namespace multiprocessing::queues::internal {
@@ -259,6 +262,136 @@ TEST(ShmRingTest, UnfinishedTasksJoinAcrossProcesses) {
   EXPECT_TRUE(ring->WaitNoUnfinished(In(seconds(30))));
   EXPECT_EQ(WaitExit(child), 0);
   EXPECT_FALSE(ring->TaskDone());
+}
+
+// A connected socket pair, for descriptors whose liveness can be checked.
+struct SocketPair {
+  int fds[2] = {-1, -1};
+  SocketPair() {
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  }
+  ~SocketPair() {
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+};
+
+// Whether `fd` (a socket) reaches `peer`: a byte sent on one arrives on the
+// other.
+bool Connected(int fd, int peer) {
+  char c = 'x';
+  if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) return false;
+  return recv(peer, &c, 1, 0) == 1 && c == 'x';
+}
+
+void CloseAll(std::vector<int>& fds) {
+  for (int fd : fds) close(fd);
+  fds.clear();
+}
+
+TEST(ShmRingTest, DescriptorsTravelWithTheirFramesAcrossProcesses) {
+  auto ring = ShmRing::Create(4096, /*fd_channel=*/true);
+  SocketPair one, two, three;
+  // Each frame says which pair its descriptors belong to.
+  pid_t child = ForkChild([&] {
+    std::vector<int> fds = {one.fds[0]};
+    if (!ring->TryWrite("one", false, fds)) throw 1;
+    if (!ring->TryWrite("plain")) throw 2;
+    std::vector<int> two_three = {two.fds[0], three.fds[0]};
+    std::vector<FdFrame> frames = {{"none", {}}, {"two three", two_three}};
+    if (ring->Write(frames) != 2) throw 3;
+  });
+  ASSERT_EQ(WaitExit(child), 0);  // in flight, the descriptors outlive it
+  std::string got;
+  std::vector<int> fds;
+  ASSERT_TRUE(ring->Read(&got, In(seconds(5)), &fds));
+  EXPECT_EQ(got, "one");
+  ASSERT_EQ(fds.size(), 1u);
+  EXPECT_TRUE(Connected(fds[0], one.fds[1]));
+  CloseAll(fds);
+  for (const char* plain : {"plain", "none"}) {
+    ASSERT_TRUE(ring->Read(&got, In(seconds(5)), &fds));
+    EXPECT_EQ(got, plain);
+    EXPECT_TRUE(fds.empty());
+  }
+  ASSERT_TRUE(ring->Read(&got, In(seconds(5)), &fds));
+  EXPECT_EQ(got, "two three");
+  ASSERT_EQ(fds.size(), 2u);
+  EXPECT_TRUE(Connected(fds[0], two.fds[1]));
+  EXPECT_TRUE(Connected(fds[1], three.fds[1]));
+  CloseAll(fds);
+  EXPECT_TRUE(ring->Empty());
+}
+
+TEST(ShmRingTest, DescriptorsLostWithAConsumerRaiseAndTheNextFrameFollows) {
+  auto ring = ShmRing::Create(4096, /*fd_channel=*/true);
+  SocketPair a, b;
+  std::vector<int> fa = {a.fds[0]}, fb = {b.fds[0]};
+  ASSERT_TRUE(ring->TryWrite("a", false, fa));
+  ASSERT_TRUE(ring->TryWrite("b", false, fb));
+  // What a consumer that died after taking a's descriptors, before taking
+  // the frame, leaves behind.
+  char data[8];
+  ASSERT_EQ(recv(ring->channel_recv_fd(), data, sizeof data, 0), 8);
+  std::string got;
+  std::vector<int> fds;
+  EXPECT_THROW(ring->Read(&got, In(seconds(5)), &fds), OSError);
+  EXPECT_TRUE(fds.empty());
+  ASSERT_TRUE(ring->Read(&got, In(seconds(5)), &fds));
+  EXPECT_EQ(got, "b");
+  ASSERT_EQ(fds.size(), 1u);
+  EXPECT_TRUE(Connected(fds[0], b.fds[1]));
+  CloseAll(fds);
+}
+
+TEST(ShmRingTest, OrphanedDescriptorMessagesAreClosedAndSkipped) {
+  auto ring = ShmRing::Create(4096, /*fd_channel=*/true);
+  SocketPair a, orphan, b;
+  std::vector<int> fa = {a.fds[0]}, fb = {b.fds[0]};
+  ASSERT_TRUE(ring->TryWrite("a", false, fa));  // number 0
+  std::string got;
+  std::vector<int> fds;
+  ASSERT_TRUE(ring->Read(&got, In(seconds(5)), &fds));
+  CloseAll(fds);
+  // A message with an old number and no frame, as a producer that died
+  // between sending it and writing its frame leaves.
+  uint64_t old_number = 0;
+  iovec iov{&old_number, sizeof old_number};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &orphan.fds[0], sizeof(int));
+  ASSERT_EQ(sendmsg(ring->channel_send_fd(), &msg, 0), 8);
+  close(orphan.fds[0]);
+  orphan.fds[0] = -1;
+  ASSERT_TRUE(ring->TryWrite("b", false, fb));  // number 1
+  ASSERT_TRUE(ring->Read(&got, In(seconds(5)), &fds));
+  EXPECT_EQ(got, "b");
+  ASSERT_EQ(fds.size(), 1u);
+  EXPECT_TRUE(Connected(fds[0], b.fds[1]));
+  CloseAll(fds);
+  // The orphan's descriptor was closed: its peer has nobody left.
+  char c = 'x';
+  EXPECT_EQ(send(orphan.fds[1], &c, 1, MSG_NOSIGNAL), -1);
+  EXPECT_EQ(errno, EPIPE);
+}
+
+TEST(ShmRingTest, DescriptorsNeedAChannel) {
+  auto ring = ShmRing::Create(4096);
+  SocketPair a;
+  std::vector<int> fds = {a.fds[0]};
+  EXPECT_THROW(ring->TryWrite("a", false, fds), TypeError);
+  std::vector<FdFrame> frames = {{"a", fds}};
+  EXPECT_THROW(ring->Write(frames), TypeError);
+  EXPECT_TRUE(ring->Empty());
 }
 
 TEST(ShmRingTest, AttachMapsTheSameRing) {
