@@ -70,9 +70,18 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     // Fast path, with no lock of this process's: straight into the ring when
     // this process's feeder holds nothing (so this item cannot overtake an
     // earlier one of the same thread) and the ring has room.
-    if (!feeding_.load(std::memory_order_acquire) &&
-        ring_->TryWrite(frame, /*count_put=*/!bounded, fds)) {
-      return;
+    if (!feeding_.load(std::memory_order_acquire)) {
+      if (ring_->TryWrite(frame, /*count_put=*/!bounded, fds)) return;
+      // The ring is full (or another producer is writing): wait a moment for
+      // room rather than hand the item to the feeder, whose buffering costs
+      // an allocation and a lock per item and a third busy thread. (256-byte
+      // items from one producer: 12M/s median against 7-11M/s without.)
+      constexpr auto kPatience = std::chrono::microseconds(500);
+      const size_t size = frame.size() + (fds.empty() ? 0 : sizeof(uint64_t));
+      if (ring_->WaitForRoom(size, kPatience) &&
+          ring_->TryWrite(frame, /*count_put=*/!bounded, fds)) {
+        return;
+      }
     }
     if (!bounded) ring_->AcquireSlot(0, std::nullopt);  // only counts it
     Pending item{std::string(frame), {}};

@@ -14,12 +14,14 @@
 // passed to children as Process arguments under every start method.
 //
 // The transport is a ring in shared memory (internal/shm_ring.h) rather than
-// CPython's pipe: put copies the pickle into the ring when there is room, and
-// otherwise hands it to the queue's feeder thread, which writes buffered items
-// in batches as consumers make room; so put never blocks on a full ring, as in
-// CPython. A process that exits flushes what its feeder holds unless it called
-// cancel_join_thread(). A consumer killed while blocked in get() does not wedge
-// the others, and the item it was waiting for goes to the next consumer.
+// CPython's pipe: put copies the pickle into the ring when there is room
+// (waiting up to half a millisecond for consumers to make some), and otherwise
+// hands it to the queue's feeder thread, which writes buffered items in
+// batches as consumers make room; so put never blocks for long on a full
+// ring, as in CPython. A process that exits flushes what its feeder holds
+// unless it called cancel_join_thread(). A consumer killed while blocked in
+// get() does not wedge the others, and the item it was waiting for goes to the
+// next consumer.
 #ifndef MULTIPROCESSING_QUEUES_QUEUES_H_
 #define MULTIPROCESSING_QUEUES_QUEUES_H_
 

@@ -610,6 +610,32 @@ bool ShmRing::TryWrite(std::string_view frame, bool count_put,
   return fits;
 }
 
+bool ShmRing::WaitForRoom(size_t size, std::chrono::nanoseconds patience) {
+  if (Streamed(size)) return false;
+  const RingHeader* h = header_;
+  const uint64_t needed = FrameSpan(size) + kFrameHeader;
+  const uint64_t want = std::max<uint64_t>(needed, capacity_ / 4);
+  // Without the producers' lock: `head` is read before `tail`, so that the
+  // difference is never less than the ring holds (a stale `head` only makes
+  // it look fuller).
+  auto free_bytes = [&] {
+    uint64_t head = h->head.load(std::memory_order_acquire);
+    uint64_t used = h->tail.load(std::memory_order_acquire) - head;
+    return used <= capacity_ ? capacity_ - used : 0;
+  };
+  const auto until = std::chrono::steady_clock::now() + patience;
+  while (free_bytes() < want) {
+    if (std::chrono::steady_clock::now() >= until) {
+      return free_bytes() >= needed;
+    }
+    // A consumer frees that much in a few hundred microseconds at most;
+    // reading `head` (the consumer's line) about once a microsecond costs it
+    // nothing.
+    for (int i = 0; i < 32; ++i) CpuRelax();
+  }
+  return true;
+}
+
 bool ShmRing::Read(std::string* out, Deadline deadline, std::vector<int>* fds) {
   RingHeader* h = header_;
   if (LockRing(&h->read_lock, deadline) == LockResult::kTimeout) return false;

@@ -95,6 +95,13 @@ class ShmRing {
   bool TryWrite(std::string_view frame, bool count_put = false,
                 std::span<const int> fds = {});
 
+  // Waits up to `patience` for a frame of `size` bytes (with descriptors: 8
+  // more) to fit, and for a quarter of the ring to be free, so that a
+  // producer that waits writes a stretch of lines the consumer's core has
+  // long let go of: for a put that would rather wait a moment than hand its
+  // item to the feeder thread. False if it still does not fit.
+  bool WaitForRoom(size_t size, std::chrono::nanoseconds patience);
+
   // Takes the next frame into `*out`, counting it as got in slots(), and its
   // descriptors into `*fds` (closed if `fds` is null). Returns false if
   // `deadline` passed first. OSError (the frame is gone) if its descriptors
