@@ -21,7 +21,8 @@
 // ring, as in CPython. A process that exits flushes what its feeder holds
 // unless it called cancel_join_thread(). A consumer killed while blocked in
 // get() does not wedge the others, and the item it was waiting for goes to the
-// next consumer.
+// next consumer (if it dies while taking that item's file descriptors, the
+// next consumer gets OSError for the item instead).
 #ifndef MULTIPROCESSING_QUEUES_QUEUES_H_
 #define MULTIPROCESSING_QUEUES_QUEUES_H_
 

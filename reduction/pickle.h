@@ -928,7 +928,12 @@ inline bool FastStrPayload(std::string_view data, std::string_view* text) {
       return true;
     }
   }
-  return StrPayload(data, text);
+  // Through a local, so that the caller's `*text` need not live in memory on
+  // the fast path.
+  std::string_view other;
+  if (!StrPayload(data, &other)) return false;
+  *text = other;
+  return true;
 }
 
 // The expected pickle size of values whose size is easy to tell (0: unknown).
