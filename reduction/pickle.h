@@ -859,10 +859,10 @@ inline size_t FastDumpsStrSize(size_t n) {
   return 2 + (payload >= 4 ? 9 : 0) + payload;
 }
 
-// Writes the opcodes that come before `n` bytes of text in FastDumpsStrTo's
-// pickle (at most 16 bytes); returns their size.
-inline size_t FastDumpsStrHead(char* p, size_t n, int protocol) {
-  char* start = p;
+// Encodes a str alone as CPython does, given CanFastDumpsStr, into the
+// FastDumpsStrSize(text.size()) bytes at `p`.
+inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
+  size_t n = text.size();
   uint64_t payload = (n < 256 ? 2 : 5) + n + 1;  // + STOP
   *p++ = static_cast<char>(op::kProto);
   *p++ = static_cast<char>(protocol);
@@ -880,22 +880,14 @@ inline size_t FastDumpsStrHead(char* p, size_t n, int protocol) {
     std::memcpy(p, &n32, 4);
     p += 4;
   }
-  return static_cast<size_t>(p - start);
-}
-
-// Encodes a str alone as CPython does, given CanFastDumpsStr, into the
-// FastDumpsStrSize(text.size()) bytes at `p`.
-inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
-  p += FastDumpsStrHead(p, text.size(), protocol);
-  if (!text.empty()) std::memcpy(p, text.data(), text.size());
-  p[text.size()] = static_cast<char>(op::kStop);
+  if (n) std::memcpy(p, text.data(), n);
+  p[n] = static_cast<char>(op::kStop);
 }
 
 // FastDumpsStrTo into a new string, returned by value so that the caller's
 // result is built in place.
 inline std::string FastDumpsStr(std::string_view text, int protocol) {
-  // Constructed at its final size (resizing an empty string, or appending to
-  // a reserved one, costs more).
+  // Constructed at its final size (resizing an empty string costs more).
   std::string buf(FastDumpsStrSize(text.size()), '\0');
   FastDumpsStrTo(buf.data(), text, protocol);
   return buf;

@@ -51,10 +51,19 @@ constexpr uint64_t kMaxFrame = uint64_t{1} << 46;
 // starts with the sequence number of their message (see shm_ring.h).
 constexpr uint64_t kFdsFlag = uint64_t{1} << 63;
 constexpr size_t kSeqSize = sizeof(uint64_t);
+// The bytes of a frame whose payload is `size` bytes, with descriptors or not.
+constexpr uint64_t FramedSize(uint64_t size, bool with_fds) {
+  return size + (with_fds ? kSeqSize : 0);
+}
 
 // The ring bytes a frame of `size` bytes of payload takes.
 constexpr uint64_t FrameSpan(uint64_t size) {
   return (kFrameHeader + size + kLine - 1) & ~(kLine - 1);
+}
+// The free bytes a frame written whole needs: its span, and the next frame's
+// header, whose seal it clears.
+constexpr uint64_t RoomFor(uint64_t size) {
+  return FrameSpan(size) + kFrameHeader;
 }
 // The seal of the frame at `position`: never 0 (fresh memory), and never a
 // stale value, because each producer zeroes the next frame's seal before
@@ -236,10 +245,13 @@ std::shared_ptr<ShmRing> ShmRing::Create(size_t capacity, bool fd_channel) {
 
 std::shared_ptr<ShmRing> ShmRing::Attach(int fd, int channel_send,
                                          int channel_recv) {
-  auto fail = [&](void* mapping, size_t size) {
-    if (mapping != nullptr) munmap(mapping, size);
+  auto release = [&] {
     close(fd);
     CloseChannel(channel_send, channel_recv);
+  };
+  auto fail = [&](void* mapping, size_t size) {
+    if (mapping != nullptr) munmap(mapping, size);
+    release();
     throw ValueError(
         absl::StrCat("fd ", fd, " does not hold a queue's buffer"));
   };
@@ -253,8 +265,7 @@ std::shared_ptr<ShmRing> ShmRing::Attach(int fd, int channel_send,
       mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (mapping == MAP_FAILED) {
     int err = errno;
-    close(fd);
-    CloseChannel(channel_send, channel_recv);
+    release();
     RaiseOSError("mmap", err);
   }
   auto* header = static_cast<RingHeader*>(mapping);
@@ -312,7 +323,7 @@ bool ShmRing::FrameReady(uint64_t position) const {
 
 bool ShmRing::Streamed(uint64_t size) const {
   // A frame is written whole only if it fits with the next frame's header.
-  return size > capacity_ || FrameSpan(size) + kFrameHeader > capacity_;
+  return size > capacity_ || RoomFor(size) > capacity_;
 }
 
 bool ShmRing::HasSpace(uint64_t tail, uint64_t needed) {
@@ -447,11 +458,6 @@ size_t ShmRing::Write(std::span<const std::string> frames, Deadline deadline) {
   return WriteFrames(frames, deadline);
 }
 
-size_t ShmRing::Write(std::span<const std::string_view> frames,
-                      Deadline deadline) {
-  return WriteFrames(frames, deadline);
-}
-
 size_t ShmRing::Write(std::span<const FdFrame> frames, Deadline deadline) {
   if (channel_send_ < 0) {
     for (const FdFrame& frame : frames) {
@@ -504,7 +510,7 @@ bool ShmRing::RecvFds(uint64_t seq, std::vector<int>* fds) {
     ssize_t n =
         recv(channel_recv_, &next, sizeof next, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 || n == 0) return false;  // gone (or every sender closed)
+    if (n <= 0) return false;  // gone (or every sender closed)
     if (n == sizeof next && next > seq) return false;
     // This frame's message, or an older one whose frame is gone (or that
     // nobody wrote): take it, keeping only the right descriptors.
@@ -545,7 +551,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
     }
     const uint64_t size = bytes.size();
     if (!Streamed(size)) {
-      const uint64_t needed = FrameSpan(size) + kFrameHeader;
+      const uint64_t needed = RoomFor(size);
       if (!HasSpace(tail, needed)) {
         // Full: wake sleeping consumers for what is written before waiting
         // for them to make room.
@@ -582,13 +588,13 @@ bool ShmRing::TryWrite(std::string_view frame, bool count_put,
                        std::span<const int> fds) {
   RingHeader* h = header_;
   if (!fds.empty() && channel_send_ < 0) RaiseNoChannel();
-  const uint64_t size = frame.size() + (fds.empty() ? 0 : kSeqSize);
+  const uint64_t size = FramedSize(frame.size(), !fds.empty());
   if (Streamed(size)) return false;
   // A dead holder's mutex is left to WriteFrames, which repairs the ring.
   if (!::multiprocessing::internal::TryLock(&h->write_lock)) return false;
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
   bool fits = h->write_stream_end == 0 && !FrameReady(tail) &&
-              HasSpace(tail, FrameSpan(size) + kFrameHeader);
+              HasSpace(tail, RoomFor(size));
   uint64_t flags = 0;
   if (fits && !fds.empty()) {
     // Failures (a full socket, or worse) are left to WriteFrames.
@@ -610,10 +616,12 @@ bool ShmRing::TryWrite(std::string_view frame, bool count_put,
   return fits;
 }
 
-bool ShmRing::WaitForRoom(size_t size, std::chrono::nanoseconds patience) {
+bool ShmRing::WaitForRoom(size_t size, bool with_fds,
+                          std::chrono::nanoseconds patience) {
+  size = FramedSize(size, with_fds);
   if (Streamed(size)) return false;
   const RingHeader* h = header_;
-  const uint64_t needed = FrameSpan(size) + kFrameHeader;
+  const uint64_t needed = RoomFor(size);
   const uint64_t want = std::max<uint64_t>(needed, capacity_ / 4);
   // Without the producers' lock: `head` is read before `tail`, so that the
   // difference is never less than the ring holds (a stale `head` only makes

@@ -82,8 +82,6 @@ class ShmRing {
   // `deadline` (all of them with no deadline).
   size_t Write(std::span<const std::string> frames,
                Deadline deadline = std::nullopt);
-  size_t Write(std::span<const std::string_view> frames,
-               Deadline deadline = std::nullopt);
   // Frames with descriptors; TypeError if some carry descriptors and the ring
   // has no channel.
   size_t Write(std::span<const FdFrame> frames,
@@ -95,12 +93,14 @@ class ShmRing {
   bool TryWrite(std::string_view frame, bool count_put = false,
                 std::span<const int> fds = {});
 
-  // Waits up to `patience` for a frame of `size` bytes (with descriptors: 8
-  // more) to fit, and for a quarter of the ring to be free, so that a
-  // producer that waits writes a stretch of lines the consumer's core has
-  // long let go of: for a put that would rather wait a moment than hand its
-  // item to the feeder thread. False if it still does not fit.
-  bool WaitForRoom(size_t size, std::chrono::nanoseconds patience);
+  // Waits up to `patience` for TryWrite of a `size`-byte frame (carrying
+  // descriptors if `with_fds`) to fit, and for a quarter of the ring to be
+  // free, so that a producer that waits writes a stretch of lines the
+  // consumer's core has long let go of: for a put that would rather wait a
+  // moment than hand its item to the feeder thread. False if it still does
+  // not fit.
+  bool WaitForRoom(size_t size, bool with_fds,
+                   std::chrono::nanoseconds patience);
 
   // Takes the next frame into `*out`, counting it as got in slots(), and its
   // descriptors into `*fds` (closed if `fds` is null). Returns false if

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs //tools/bench:baseline and CPython's multiprocessing (and pickle, for the pickle_* figures) on the
-same figures, several times each, alternating, and prints a table: figure, this library (min / median), CPython (min / median), and how many times faster
-this library is (median against median; for latencies, CPython's time over ours).
+same figures, several times each, alternating, and prints a table: figure, this library (min / median),
+CPython (min / median), and how many times faster this library is (median against median; for
+latencies, CPython's time over ours).
 
 usage: tools/bench/compare.py [--runs N] [KEY...]        (from the workspace root; no key: all figures)
 """
