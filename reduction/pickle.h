@@ -859,10 +859,10 @@ inline size_t FastDumpsStrSize(size_t n) {
   return 2 + (payload >= 4 ? 9 : 0) + payload;
 }
 
-// Encodes a str alone as CPython does, given CanFastDumpsStr, into the
-// FastDumpsStrSize(text.size()) bytes at `p`.
-inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
-  size_t n = text.size();
+// Writes what precedes the text of a str alone as CPython encodes it (PROTO,
+// FRAME, the str's opcode and length) at `p`; returns where the text goes.
+// After the text comes STOP.
+inline char* FastDumpsStrHead(char* p, size_t n, int protocol) {
   uint64_t payload = (n < 256 ? 2 : 5) + n + 1;  // + STOP
   *p++ = static_cast<char>(op::kProto);
   *p++ = static_cast<char>(protocol);
@@ -880,18 +880,20 @@ inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
     std::memcpy(p, &n32, 4);
     p += 4;
   }
-  if (n) std::memcpy(p, text.data(), n);
-  p[n] = static_cast<char>(op::kStop);
+  return p;
 }
 
-// FastDumpsStrTo into a new string, returned by value so that the caller's
-// result is built in place.
-inline std::string FastDumpsStr(std::string_view text, int protocol) {
-  // Constructed at its final size (resizing an empty string costs more).
-  std::string buf(FastDumpsStrSize(text.size()), '\0');
-  FastDumpsStrTo(buf.data(), text, protocol);
-  return buf;
+// Encodes a str alone as CPython does, given CanFastDumpsStr, into the
+// FastDumpsStrSize(text.size()) bytes at `p`.
+inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
+  p = FastDumpsStrHead(p, text.size(), protocol);
+  if (!text.empty()) std::memcpy(p, text.data(), text.size());
+  p[text.size()] = static_cast<char>(op::kStop);
 }
+
+// dumps() of a std::string: out of line, so that a caller's code holds one
+// call.
+std::string DumpsStr(const std::string& text, OutOfBand* oob, int protocol);
 
 // The text of a pickle that is one str in the forms CPython writes (PROTO, an
 // optional FRAME spanning the rest, the str, an optional memo opcode, STOP),
@@ -987,12 +989,12 @@ std::string dumps(const T& value, OutOfBand* oob, int protocol) {
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, std::string>) {
     // The most common message: one string, written without a Writer.
-    if (internal::CanFastDumpsStr(value, protocol))
-      return internal::FastDumpsStr(value, protocol);
+    return internal::DumpsStr(value, oob, protocol);
+  } else {
+    Writer w(protocol, oob, internal::SizeHint(value));
+    w.save(value);
+    return w.finish();
   }
-  Writer w(protocol, oob, internal::SizeHint(value));
-  w.save(value);
-  return w.finish();
 }
 
 template <class T>

@@ -156,21 +156,47 @@ std::string CPythonStrPickle(const std::string& text) {
          body;
 }
 
+// CopyAscii of `text` into a buffer with guard bytes around it: the copy, the
+// answer, and nothing written outside.
+bool CopyAsciiChecked(const std::string& text) {
+  std::string buf(text.size() + 64, '#');
+  bool ascii = internal::CopyAscii(buf.data() + 32, text.data(), text.size());
+  EXPECT_EQ(buf.substr(32, text.size()), text);
+  EXPECT_EQ(buf.substr(0, 32), std::string(32, '#'));
+  EXPECT_EQ(buf.substr(32 + text.size()), std::string(32, '#'));
+  return ascii;
+}
+
+// What dumps() of a str alone writes: CPython's form without the MEMOIZE.
+std::string StrPickle(const std::string& text) {
+  if (text.empty()) return std::string("\x80\x04\x8c\x00.", 5);  // unframed
+  std::string p = CPythonStrPickle(text);
+  p.erase(p.size() - 2, 1);  // the MEMOIZE
+  uint64_t frame = p.size() - 11;
+  std::memcpy(p.data() + 3, &frame, 8);
+  return p;
+}
+
 void CheckStrsUpTo(size_t max) {
   for (size_t n = 0; n <= max; ++n) {
     std::string text(n, 'a');
     ASSERT_TRUE(internal::IsAsciiInline(text)) << n;
+    ASSERT_TRUE(CopyAsciiChecked(text)) << n;
     ASSERT_EQ(loads<std::string>(CPythonStrPickle(text)), text);
+    ASSERT_EQ(dumps(text), StrPickle(text)) << n;
     for (size_t i = 0; i < n; ++i) {
       text[i] = '\x80';
       ASSERT_FALSE(internal::IsAsciiInline(text)) << n << " " << i;
       ASSERT_FALSE(internal::IsAscii(text)) << n << " " << i;
+      ASSERT_FALSE(CopyAsciiChecked(text)) << n << " " << i;
       ASSERT_FALSE(internal::IsPickleUtf8(text)) << n << " " << i;
+      ASSERT_THROW(dumps(text), PicklingError) << n << " " << i;
       if (i + 1 < n) {
         text[i] = '\xc3';  // U+00E9
         text[i + 1] = '\xa9';
         ASSERT_TRUE(internal::IsPickleUtf8(text)) << n << " " << i;
         ASSERT_EQ(loads<std::string>(CPythonStrPickle(text)), text);
+        ASSERT_EQ(dumps(text), StrPickle(text)) << n << " " << i;
         text[i + 1] = 'a';
         ASSERT_THROW(loads<std::string>(CPythonStrPickle(text)),
                      UnpicklingError)
@@ -193,6 +219,21 @@ TEST(PickleTest, StrChecksAtEverySizeAndPosition) {
   CheckStrsUpTo(600);
   internal::cpu_has_avx2 = has_avx2;
 #endif
+}
+
+TEST(PickleTest, StrsAroundTheStackLimit) {
+  // dumps() builds a str of up to 2048 bytes on the stack, longer ones in the
+  // string it returns: both sides of that, ASCII, UTF-8 and not UTF-8.
+  for (size_t n : {2046, 2047, 2048, 2049, 2050, 5000, 70000}) {
+    std::string text(n, 'z');
+    EXPECT_EQ(dumps(text), StrPickle(text)) << n;
+    text[n / 2] = '\xc3';
+    text[n / 2 + 1] = '\xa9';
+    EXPECT_EQ(dumps(text), StrPickle(text)) << n;
+    EXPECT_EQ(loads<std::string>(dumps(text)), text) << n;
+    text[n / 2 + 1] = 'z';
+    EXPECT_THROW(dumps(text), PicklingError) << n;
+  }
 }
 
 TEST(PickleTest, Scalars) {

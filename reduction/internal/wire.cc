@@ -95,7 +95,76 @@ __attribute__((target("avx2"))) bool IsAsciiAvx2(const char* p, size_t n) {
     acc = _mm256_or_si256(acc, _mm256_loadu_si256(v));
   return _mm256_movemask_epi8(acc) == 0;
 }
+
+// As IsAsciiAvx2, storing each load; the last 32 bytes (overlapping) are
+// stored last, after the steps that may have written part of them.
+__attribute__((target("avx2"))) bool CopyAsciiAvx2(char* dst, const char* src,
+                                                   size_t n) {
+  const auto* s = reinterpret_cast<const __m256i*>(src);
+  auto* d = reinterpret_cast<__m256i*>(dst);
+  __m256i tail =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + n - 32));
+  __m256i acc = tail;
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128, s += 4, d += 4) {
+    __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
+    __m256i c = _mm256_loadu_si256(s + 2), e = _mm256_loadu_si256(s + 3);
+    _mm256_storeu_si256(d, a);
+    _mm256_storeu_si256(d + 1, b);
+    _mm256_storeu_si256(d + 2, c);
+    _mm256_storeu_si256(d + 3, e);
+    acc = _mm256_or_si256(
+        acc, _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, e)));
+  }
+  for (; i + 32 <= n; i += 32, ++s, ++d) {
+    __m256i a = _mm256_loadu_si256(s);
+    _mm256_storeu_si256(d, a);
+    acc = _mm256_or_si256(acc, a);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + n - 32), tail);
+  return _mm256_movemask_epi8(acc) == 0;
+}
 #endif
+
+bool CopyAscii(char* dst, const char* src, size_t n) {
+#if defined(__x86_64__)
+  if (n >= 32 && cpu_has_avx2) return CopyAsciiAvx2(dst, src, n);
+#endif
+#if defined(__SSE2__)
+  if (n >= 16) {
+    auto load = [src](size_t at) {
+      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + at));
+    };
+    __m128i tail = load(n - 16), acc = tail;
+    for (size_t i = 0; i + 16 <= n; i += 16) {
+      __m128i v = load(i);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), v);
+      acc = _mm_or_si128(acc, v);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 16), tail);
+    return _mm_movemask_epi8(acc) == 0;
+  }
+#endif
+  if (n >= 8) {
+    // Words, then the last word (overlapping).
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      std::memcpy(&w, src + i, 8);
+      std::memcpy(dst + i, &w, 8);
+      acc |= w;
+    }
+    std::memcpy(&w, src + n - 8, 8);
+    std::memcpy(dst + n - 8, &w, 8);
+    return ((acc | w) & 0x8080808080808080ULL) == 0;
+  }
+  uint8_t acc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    dst[i] = src[i];
+    acc |= static_cast<uint8_t>(src[i]);
+  }
+  return (acc & 0x80) == 0;
+}
 
 // 64 bytes per step with SSE2 (every x86-64 has it), then bytewise.
 bool IsAscii(std::string_view s) {

@@ -55,7 +55,14 @@ bool IsAscii(std::string_view s);
 extern bool cpu_has_avx2;
 // IsAscii of n >= 32 bytes, 32 bytes a step; only when cpu_has_avx2.
 __attribute__((target("avx2"))) bool IsAsciiAvx2(const char* p, size_t n);
+// CopyAscii of n >= 32 bytes; only when cpu_has_avx2.
+__attribute__((target("avx2"))) bool CopyAsciiAvx2(char* dst, const char* src,
+                                                   size_t n);
 #endif
+
+// Copies n bytes from `src` to `dst` (not overlapping) and returns whether all
+// of them are ASCII: one pass where a copy and a check would read `src` twice.
+bool CopyAscii(char* dst, const char* src, size_t n);
 
 // IsAscii inline for the short text most messages hold, where a call and the
 // choice of vector width would cost as much as the check itself: overlapping
