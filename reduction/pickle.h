@@ -2,10 +2,11 @@
 // process boundary (connections, queues, pools, managers) travels as pickle
 // bytes, so C++ and CPython peers understand each other.
 //
-//   std::string bytes = reduction::dumps(std::vector<int>{1, 2});   //
-//   CPython's loads() gives [1, 2] auto v =
-//   reduction::loads<std::vector<int>>(bytes); reduction::Object any =
-//   reduction::loads<reduction::Object>(from_python);   // any supported value
+//   // CPython's pickle.loads() of `bytes` gives [1, 2]:
+//   std::string bytes = reduction::dumps(std::vector<int>{1, 2});
+//   auto v = reduction::loads<std::vector<int>>(bytes);
+//   // Any supported value:
+//   reduction::Object any = reduction::loads<reduction::Object>(from_python);
 //   reduction::repr(std::make_pair(1.5, "x")) == "(1.5, 'x')"
 //
 // Supported on the wire: None, bool, int (up to 128 bits), float, str, bytes,
