@@ -884,14 +884,6 @@ inline char* FastDumpsStrHead(char* p, size_t n, int protocol) {
   return p;
 }
 
-// Encodes a str alone as CPython does, given CanFastDumpsStr, into the
-// FastDumpsStrSize(text.size()) bytes at `p`.
-inline void FastDumpsStrTo(char* p, std::string_view text, int protocol) {
-  p = FastDumpsStrHead(p, text.size(), protocol);
-  if (!text.empty()) std::memcpy(p, text.data(), text.size());
-  p[text.size()] = static_cast<char>(op::kStop);
-}
-
 // dumps() of a std::string: out of line, so that a caller's code holds one
 // call.
 std::string DumpsStr(const std::string& text, OutOfBand* oob, int protocol);
@@ -1003,11 +995,17 @@ void dumps_into(std::string* out, const T& value, OutOfBand* oob,
                 int protocol) {
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, std::string>) {
-    if (internal::CanFastDumpsStr(value, protocol)) {
-      // A reused buffer is usually already at this size: no fill.
-      out->resize(internal::FastDumpsStrSize(value.size()));
-      internal::FastDumpsStrTo(out->data(), value, protocol);
-      return;
+    size_t n = value.size();
+    if (protocol >= 4 && protocol <= kHighestProtocol && n <= 0xFFFFFFFFu) {
+      // A reused buffer is usually already at this size: no fill. The text is
+      // checked as it is copied.
+      out->resize(internal::FastDumpsStrSize(n));
+      char* p = internal::FastDumpsStrHead(out->data(), n, protocol);
+      if (internal::CopyAscii(p, value.data(), n) ||
+          internal::IsPickleUtf8Slow(value)) {
+        p[n] = static_cast<char>(internal::op::kStop);
+        return;
+      }
     }
   }
   Writer w(protocol, oob, std::move(*out));

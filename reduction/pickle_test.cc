@@ -184,6 +184,9 @@ void CheckStrsUpTo(size_t max) {
     ASSERT_TRUE(CopyAsciiChecked(text)) << n;
     ASSERT_EQ(loads<std::string>(CPythonStrPickle(text)), text);
     ASSERT_EQ(dumps(text), StrPickle(text)) << n;
+    std::string reused = "old contents";
+    dumps_into(&reused, text);
+    ASSERT_EQ(reused, StrPickle(text)) << n;
     for (size_t i = 0; i < n; ++i) {
       text[i] = '\x80';
       ASSERT_FALSE(internal::IsAsciiInline(text)) << n << " " << i;
@@ -191,12 +194,15 @@ void CheckStrsUpTo(size_t max) {
       ASSERT_FALSE(CopyAsciiChecked(text)) << n << " " << i;
       ASSERT_FALSE(internal::IsPickleUtf8(text)) << n << " " << i;
       ASSERT_THROW(dumps(text), PicklingError) << n << " " << i;
+      ASSERT_THROW(dumps_into(&reused, text), PicklingError) << n << " " << i;
       if (i + 1 < n) {
         text[i] = '\xc3';  // U+00E9
         text[i + 1] = '\xa9';
         ASSERT_TRUE(internal::IsPickleUtf8(text)) << n << " " << i;
         ASSERT_EQ(loads<std::string>(CPythonStrPickle(text)), text);
         ASSERT_EQ(dumps(text), StrPickle(text)) << n << " " << i;
+        dumps_into(&reused, text);
+        ASSERT_EQ(reused, StrPickle(text)) << n << " " << i;
         text[i + 1] = 'a';
         ASSERT_THROW(loads<std::string>(CPythonStrPickle(text)),
                      UnpicklingError)
