@@ -99,6 +99,12 @@ bool StrPayload(std::string_view data, std::string_view* text) {
   return true;
 }
 
+std::string LoadsStrSlow(std::string_view data, OutOfBand* oob) {
+  std::string_view text;
+  if (StrPayload(data, &text) && IsPickleUtf8(text)) return std::string(text);
+  return LoadTyped<std::string>(data, oob);
+}
+
 }  // namespace internal
 
 // ---------------------------------------------------------------------------------------------------

@@ -893,28 +893,36 @@ std::string DumpsStr(const std::string& text, OutOfBand* oob, int protocol);
 // not yet checked to be UTF-8; false for anything else, which the decoders
 // then read.
 bool StrPayload(std::string_view data, std::string_view* text);
-// StrPayload, with the form of protocols 4 and 5 (PROTO, FRAME of the rest,
-// BINUNICODE or SHORT_BINUNICODE, MEMOIZE, STOP) recognised inline in a few
-// compares.
-inline bool FastStrPayload(std::string_view data, std::string_view* text) {
+// The form of a str alone that protocols 4 and 5 write (PROTO, FRAME of the
+// rest, BINUNICODE or SHORT_BINUNICODE, MEMOIZE, STOP), recognised in a few
+// compares: its text, not yet checked to be UTF-8; false for anything else.
+inline bool ExactStrPayload(std::string_view data, std::string_view* text) {
   const auto* p = reinterpret_cast<const uint8_t*>(data.data());
   size_t size = data.size();
-  if (size >= 15 && p[0] == op::kProto && p[1] <= kHighestProtocol &&
-      p[2] == op::kFrame && LoadLE64(p + 3) == size - 11 &&
-      LoadLE16(p + size - 2) == (op::kMemoize | op::kStop << 8)) {
-    size_t n = 0, start = 0;
-    if (p[11] == op::kBinUnicode) {
-      n = LoadLE32(p + 12);
-      start = 16;
-    } else if (p[11] == op::kShortBinUnicode) {
-      n = p[12];
-      start = 13;
-    }
-    if (start && start + n + 2 == size) {
-      *text = std::string_view(data.data() + start, n);
-      return true;
-    }
+  if (size < 15) return false;
+  // PROTO and FRAME in one compare, the protocol byte between them apart.
+  uint32_t head = LoadLE32(p) & 0xFF00FF;
+  if (head != (op::kProto | op::kFrame << 16) || p[1] > kHighestProtocol ||
+      LoadLE64(p + 3) != size - 11 ||
+      LoadLE16(p + size - 2) != (op::kMemoize | op::kStop << 8))
+    return false;
+  size_t n, start;
+  if (p[11] == op::kShortBinUnicode) {
+    n = p[12];
+    start = 13;
+  } else if (p[11] == op::kBinUnicode) {
+    n = LoadLE32(p + 12);
+    start = 16;
+  } else {
+    return false;
   }
+  if (start + n + 2 != size) return false;
+  *text = std::string_view(data.data() + start, n);
+  return true;
+}
+// StrPayload, trying ExactStrPayload inline first.
+inline bool FastStrPayload(std::string_view data, std::string_view* text) {
+  if (ExactStrPayload(data, text)) return true;
   // Through a local, so that the caller's `*text` need not live in memory on
   // the fast path.
   std::string_view other;
@@ -922,6 +930,8 @@ inline bool FastStrPayload(std::string_view data, std::string_view* text) {
   *text = other;
   return true;
 }
+// loads() of a std::string from anything but ExactStrPayload's form.
+std::string LoadsStrSlow(std::string_view data, OutOfBand* oob);
 
 // The expected pickle size of values whose size is easy to tell (0: unknown).
 template <class T>
@@ -1014,21 +1024,23 @@ void dumps_into(std::string* out, const T& value, OutOfBand* oob,
 }
 
 template <class T>
-T loads(std::string_view data, OutOfBand* oob) {
+[[gnu::always_inline]] inline T loads(std::string_view data, OutOfBand* oob) {
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, Object>) {
     return internal::LoadObject(data);
   } else {
     if constexpr (std::is_same_v<T, std::string>) {
       // The most common message: one string, in the exact form CPython writes.
-      // Only this path is inline, so that a call costs no more than the
-      // string's allocation and copy.
+      // Only this path is inline (at the caller: a call and its frame cost
+      // more than the parse), the rest one call.
       std::string_view text;
-      if (internal::FastStrPayload(data, &text) && internal::IsPickleUtf8(text))
-          [[likely]]
+      if (internal::ExactStrPayload(data, &text) &&
+          internal::IsPickleUtf8(text)) [[likely]]
         return std::string(text);
+      return internal::LoadsStrSlow(data, oob);
+    } else {
+      return internal::LoadTyped<T>(data, oob);
     }
-    return internal::LoadTyped<T>(data, oob);
   }
 }
 

@@ -227,6 +227,66 @@ TEST(PickleTest, StrChecksAtEverySizeAndPosition) {
 #endif
 }
 
+TEST(PickleTest, StrFastPathMatchesCPythonOnNearMisses) {
+  // loads<std::string> recognises CPython's form of a str alone in a few
+  // compares. With one byte of it changed (the first 20 bytes, MEMOIZE, STOP;
+  // +1, -1, +0x80), it must give what CPython 3.11's pickle.loads gives, in
+  // order: '.' the original text, 'x' an error, '1' the text one shorter
+  // (a shortened length leaves a 'q', BINPUT, after it), '!' the text 256
+  // shorter, 'r' the changed text.
+  struct Case {
+    size_t n;
+    const char* outcomes;
+  };
+  for (const Case& c : {
+           Case{5,
+                "xxx..xxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxx1xrrxrrxrrxrrxrrxxxxxxxxx"
+                "xxxx"},
+           Case{300,
+                "xxx..xxxxx.xx.xxxxxxxxxxxxxxxxxxxxxxx1xx!xxxxxxxrrxrrxrrxrrxx"
+                "xxxxx"},
+       }) {
+    std::string text(c.n, 'q');
+    std::string good = CPythonStrPickle(text);
+    size_t start = good.size() - c.n - 2;
+    std::vector<size_t> positions;
+    for (size_t at = 0; at < 20; ++at) positions.push_back(at);
+    positions.push_back(good.size() - 2);  // MEMOIZE
+    positions.push_back(good.size() - 1);  // STOP
+    ASSERT_EQ(std::strlen(c.outcomes), positions.size() * 3);
+    const char* outcome = c.outcomes;
+    for (size_t at : positions) {
+      for (int delta : {1, -1, 0x80}) {
+        std::string bad = good;
+        bad[at] = static_cast<char>(bad[at] + delta);
+        std::optional<std::string> expected;
+        switch (*outcome++) {
+          case '.':
+            expected = text;
+            break;
+          case '1':
+            expected = text.substr(1);
+            break;
+          case '!':
+            expected = text.substr(256);
+            break;
+          case 'r':
+            expected = bad.substr(start, c.n);
+            break;
+          default:
+            break;
+        }
+        std::optional<std::string> got;
+        try {
+          got = loads<std::string>(bad);
+        } catch (const Exception&) {
+        }
+        EXPECT_EQ(got, expected) << c.n << " " << at << " " << delta;
+      }
+    }
+  }
+}
+
 TEST(PickleTest, StrsAroundTheStackLimit) {
   // dumps() builds a str of up to 2048 bytes on the stack, longer ones in the
   // string it returns: both sides of that, ASCII, UTF-8 and not UTF-8.
