@@ -236,7 +236,7 @@ std::string DumpsStr(const std::string& text, OutOfBand* oob, int protocol) {
     // that is filled in place is zeroed first, a pass more.
     constexpr size_t kOnStack = 2048;
     if (n <= kOnStack) {
-      char buf[kOnStack + 16];
+      char buf[FastDumpsStrSize(kOnStack)];
       char* p = FastDumpsStrHead(buf, n, protocol);
       if (CopyAscii(p, text.data(), n) || IsPickleUtf8Slow(text)) {
         p[n] = static_cast<char>(op::kStop);

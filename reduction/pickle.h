@@ -855,7 +855,7 @@ inline bool CanFastDumpsStr(std::string_view text, int protocol) {
 }
 
 // The size of FastDumpsStr's pickle of `n` bytes of text.
-inline size_t FastDumpsStrSize(size_t n) {
+constexpr size_t FastDumpsStrSize(size_t n) {
   uint64_t payload = (n < 256 ? 2 : 5) + n + 1;  // + STOP
   return 2 + (payload >= 4 ? 9 : 0) + payload;
 }
