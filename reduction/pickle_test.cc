@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <list>
 #include <map>
@@ -332,6 +333,37 @@ TEST(PickleTest, Scalars) {
             3.0);  // an int where a float is expected, as Python's float()
   loads<std::nullptr_t>(dumps(nullptr));
   loads<std::monostate>(dumps(std::monostate{}));
+}
+
+TEST(PickleTest, IntListsOfEveryWidthInEveryOrder) {
+  // Integer lists are written into room reserved for the short forms (BININT1,
+  // BININT2, BININT), the long ones (LONG1) asking for more on the way: every
+  // sequence of up to four widths, then long runs, each one exactly.
+  const std::vector<int64_t> widths = {7,
+                                       300,
+                                       70000,
+                                       -5,
+                                       int64_t{1} << 40,
+                                       -(int64_t{1} << 40),
+                                       std::numeric_limits<int64_t>::min()};
+  std::vector<int64_t> v;
+  std::function<void(size_t)> all = [&](size_t depth) {
+    ExpectRoundTrip(v);
+    if (depth == 4) return;
+    for (int64_t w : widths) {
+      v.push_back(w);
+      all(depth + 1);
+      v.pop_back();
+    }
+  };
+  all(0);
+  for (int64_t w : widths) {
+    std::vector<int64_t> run(5000, w);
+    run.push_back(1);
+    ExpectRoundTrip(run);
+    run.insert(run.begin(), 3000, 1);
+    ExpectRoundTrip(run);
+  }
 }
 
 TEST(PickleTest, Containers) {
