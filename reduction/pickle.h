@@ -848,13 +848,15 @@ size_t Reader::read_dict(Item&& item, Truncate&& truncate) {
 
 namespace internal {
 
-// Whether FastDumpsStr can encode `text` (else the Writer does).
+// Whether `text` can be encoded as a str alone by FastDumpsStrHead (else the
+// Writer encodes it).
 inline bool CanFastDumpsStr(std::string_view text, int protocol) {
   return protocol >= 4 && protocol <= kHighestProtocol &&
          text.size() <= 0xFFFFFFFFu && IsPickleUtf8(text);
 }
 
-// The size of FastDumpsStr's pickle of `n` bytes of text.
+// The size of the pickle of a str alone of `n` bytes: FastDumpsStrHead's
+// header, the text, STOP.
 constexpr size_t FastDumpsStrSize(size_t n) {
   uint64_t payload = (n < 256 ? 2 : 5) + n + 1;  // + STOP
   return 2 + (payload >= 4 ? 9 : 0) + payload;
