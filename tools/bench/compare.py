@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Runs //tools/bench:baseline and CPython's multiprocessing (and pickle, for the pickle_* figures) on the
 same figures, several times each, alternating, and prints a table: figure, this library (min / median),
-CPython (min / median), and how many times faster this library is (median against median; for
-latencies, CPython's time over ours).
+CPython (min / median), how many times faster this library is (median against median; for latencies,
+CPython's time over ours), and the same ratio run by run (each of our runs against the CPython run right
+after it: the median and the lowest), which a machine whose speed changes from minute to minute moves
+less.
 
 usage: tools/bench/compare.py [--runs N] [KEY...]        (from the workspace root; no key: all figures)
 """
@@ -53,17 +55,21 @@ def main():
                 theirs.setdefault(key, []).append(value)
 
     keys = args.keys or sorted(set(ours) | set(theirs))
-    rows = [("figure", "this library (min / median)", "CPython (min / median)", "faster")]
+    rows = [("figure", "this library (min / median)", "CPython (min / median)", "faster",
+             "run by run (median, lowest)")]
     for key in keys:
         a, b = ours.get(key), theirs.get(key)
         fmt = lambda v: "-" if not v else f"{min(v):,.1f} / {statistics.median(v):,.1f}"
-        ratio = "-"
+        ratio = by_run = "-"
         if a and b:
-            ma, mb = statistics.median(a), statistics.median(b)
             latency = key.endswith("_us") or "_us_" in key
-            ratio = f"{(mb / ma if latency else ma / mb):,.1f}x"
-        rows.append((key, fmt(a), fmt(b), ratio))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            faster = lambda x, y: y / x if latency else x / y
+            ratio = f"{faster(statistics.median(a), statistics.median(b)):,.1f}x"
+            if len(a) == len(b):
+                runs = [faster(x, y) for x, y in zip(a, b)]
+                by_run = f"{statistics.median(runs):,.1f}x, {min(runs):,.1f}x"
+        rows.append((key, fmt(a), fmt(b), ratio, by_run))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
         if n == 0:
