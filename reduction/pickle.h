@@ -994,10 +994,23 @@ void Writer::write_int_items(const I* items, size_t n) {
 }
 
 template <class T>
-std::string dumps(const T& value, OutOfBand* oob, int protocol) {
+[[gnu::always_inline]] inline std::string dumps(const T& value, OutOfBand* oob,
+                                                int protocol) {
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, std::string>) {
-    // The most common message: one string, written without a Writer.
+    // The most common message: one string, written without a Writer. Short
+    // ASCII text inline at the caller (a call and its frame cost more than
+    // the header), the rest in one call.
+    constexpr size_t kInline = 512;
+    size_t n = value.size();
+    if (n <= kInline && protocol >= 4 && protocol <= kHighestProtocol) {
+      char buf[internal::FastDumpsStrSize(kInline)];
+      char* p = internal::FastDumpsStrHead(buf, n, protocol);
+      if (internal::CopyAscii(p, value.data(), n)) [[likely]] {
+        p[n] = static_cast<char>(internal::op::kStop);
+        return std::string(buf, static_cast<size_t>(p + n + 1 - buf));
+      }
+    }
     return internal::DumpsStr(value, oob, protocol);
   } else {
     Writer w(protocol, oob, internal::SizeHint(value));
