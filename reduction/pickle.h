@@ -217,6 +217,11 @@ class Writer {
   // The items of a list of ints, in one pass.
   template <std::integral I>
   void write_int_items(const I* items, size_t n);
+  // One of them at `p`, where there is room for 5 bytes; returns where the
+  // next goes, with room for `room_after` bytes after it.
+  template <std::integral I>
+  [[gnu::always_inline]] char* write_int_item(char* p, I item,
+                                              size_t room_after);
   // An int given as sign and magnitude (up to 2**128 - 1).
   void write_long(bool negative, absl::uint128 magnitude);
   void write_float(double v);
@@ -955,41 +960,76 @@ size_t SizeHint(const T& value) {
 }  // namespace internal
 
 template <std::integral I>
+char* Writer::write_int_item(char* p, I item, size_t room_after) {
+  using Wide = std::conditional_t<std::is_signed_v<I>, int64_t, uint64_t>;
+  auto v = static_cast<Wide>(item);
+  bool non_negative = !std::is_signed_v<I> || static_cast<int64_t>(v) >= 0;
+  // One store per element: there is room for 5 bytes per element left.
+  if (non_negative && static_cast<uint64_t>(v) <= 0xFF) {
+    auto w = static_cast<uint16_t>(internal::op::kBinInt1 |
+                                   (static_cast<uint32_t>(v) << 8));
+    std::memcpy(p, &w, 2);
+    return p + 2;
+  }
+  if (non_negative && static_cast<uint64_t>(v) <= 0xFFFF) {
+    uint32_t w = internal::op::kBinInt2 | (static_cast<uint32_t>(v) << 8);
+    std::memcpy(p, &w, 4);  // the 4th byte is overwritten next
+    return p + 3;
+  }
+  if (non_negative ? static_cast<uint64_t>(v) <= INT32_MAX
+                   : static_cast<int64_t>(v) >= INT32_MIN) {
+    p[0] = static_cast<char>(internal::op::kBinInt);
+    auto u = static_cast<uint32_t>(static_cast<int32_t>(v));
+    std::memcpy(p + 1, &u, 4);
+    return p + 5;
+  }
+  len_ = static_cast<size_t>(p - buf_.data());
+  if constexpr (std::is_signed_v<I>) {
+    write_int(static_cast<int64_t>(v));
+  } else {
+    write_uint(static_cast<uint64_t>(v));
+  }
+  return room(room_after);
+}
+
+template <std::integral I>
 void Writer::write_int_items(const I* items, size_t n) {
+  using Wide = std::conditional_t<std::is_signed_v<I>, int64_t, uint64_t>;
   // At most 5 bytes an element on this path (BININT); the rest (LONG1) asks
   // for its own room. A bound of 9 would zero and allocate nearly twice the
   // memory for the common case of small ints.
   char* p = room(n * 5);
-  for (size_t i = 0; i < n; ++i) {
-    using Wide = std::conditional_t<std::is_signed_v<I>, int64_t, uint64_t>;
-    auto v = static_cast<Wide>(items[i]);
-    bool non_negative = !std::is_signed_v<I> || static_cast<int64_t>(v) >= 0;
-    // One store per element: there is room for 5 bytes per element left.
-    if (non_negative && static_cast<uint64_t>(v) <= 0xFF) {
-      auto w = static_cast<uint16_t>(internal::op::kBinInt1 |
-                                     (static_cast<uint32_t>(v) << 8));
-      std::memcpy(p, &w, 2);
-      p += 2;
-    } else if (non_negative && static_cast<uint64_t>(v) <= 0xFFFF) {
-      uint32_t w = internal::op::kBinInt2 | (static_cast<uint32_t>(v) << 8);
-      std::memcpy(p, &w, 4);  // the 4th byte is overwritten next
-      p += 3;
-    } else if (non_negative ? static_cast<uint64_t>(v) <= INT32_MAX
-                            : static_cast<int64_t>(v) >= INT32_MIN) {
-      p[0] = static_cast<char>(internal::op::kBinInt);
-      auto u = static_cast<uint32_t>(static_cast<int32_t>(v));
-      std::memcpy(p + 1, &u, 4);
-      p += 5;
-    } else {
-      len_ = static_cast<size_t>(p - buf_.data());
-      if constexpr (std::is_signed_v<I>) {
-        write_int(static_cast<int64_t>(v));
-      } else {
-        write_uint(static_cast<uint64_t>(v));
+  // Runs of small ints come four at a time: when all four fit one short form
+  // (BININT1 or BININT2), they are written at fixed strides with no branch per
+  // element. A negative int, seen unsigned, fits neither.
+  size_t i = 0;
+  while (i + 4 <= n) {
+    uint64_t w[4];
+    for (int k = 0; k < 4; ++k)
+      w[k] = static_cast<uint64_t>(static_cast<Wide>(items[i + k]));
+    uint64_t all = w[0] | w[1] | w[2] | w[3];
+    if (all <= 0xFF) {
+      for (int k = 0; k < 4; ++k) {
+        auto word = static_cast<uint16_t>(internal::op::kBinInt1 | w[k] << 8);
+        std::memcpy(p + 2 * k, &word, 2);
       }
-      p = room((n - i - 1) * 5);
+      p += 8;
+      i += 4;
+    } else if (all <= 0xFFFF) {
+      for (int k = 0; k < 4; ++k) {
+        // 4 bytes each, the 4th overwritten by the next (the last lands in
+        // the next element's room).
+        auto word = static_cast<uint32_t>(internal::op::kBinInt2 | w[k] << 8);
+        std::memcpy(p + 3 * k, &word, 4);
+      }
+      p += 12;
+      i += 4;
+    } else {
+      p = write_int_item(p, items[i], (n - i - 1) * 5);
+      ++i;
     }
   }
+  for (; i < n; ++i) p = write_int_item(p, items[i], (n - i - 1) * 5);
   len_ = static_cast<size_t>(p - buf_.data());
 }
 
