@@ -1015,7 +1015,8 @@ void Writer::write_int_items(const I* items, size_t n) {
       }
       p += 8;
       i += 4;
-    } else if (all <= 0xFFFF) {
+    } else if (all <= 0xFFFF && w[0] > 0xFF && w[1] > 0xFF && w[2] > 0xFF &&
+               w[3] > 0xFF) {  // as CPython, BININT1 for any that fits it
       for (int k = 0; k < 4; ++k) {
         // 4 bytes each, the 4th overwritten by the next (the last lands in
         // the next element's room).

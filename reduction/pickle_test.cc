@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace user {
@@ -357,6 +358,13 @@ TEST(PickleTest, IntListsOfEveryWidthInEveryOrder) {
     }
   };
   all(0);
+  // Each int in its shortest form, also within runs of four: the items as
+  // CPython's pickle.dumps(v, protocol=4) writes them (the list around them is
+  // MARK ... LIST here, EMPTY_LIST MEMOIZE MARK ... APPENDS there).
+  EXPECT_THAT(Hex(dumps(std::vector<int64_t>{7, 300, 7, 300, 1, 2, 3, 4, 70000,
+                                             5, 6, 7, 8})),
+              testing::HasSubstr("284b074d2c014b074d2c014b014b024b034b044a70"
+                                 "1101004b054b064b074b086c2e"));
   for (int64_t w : widths) {
     std::vector<int64_t> run(5000, w);
     run.push_back(1);
