@@ -229,29 +229,24 @@ void Writer::write_sized(uint8_t op1, uint8_t op4, uint8_t op8,
 namespace internal {
 
 std::string DumpsStr(const std::string& text, OutOfBand* oob, int protocol) {
+  // Text up to this size is encoded on the stack, checked while it is copied
+  // there, and copied once into a string made at its size; a string that is
+  // filled in place is zeroed first, a pass more.
+  constexpr size_t kOnStack = 2048;
   size_t n = text.size();
-  if (protocol >= 4 && protocol <= kHighestProtocol) {
-    // Text up to this size is encoded on the stack, checked while it is
-    // copied there, and copied once into a string made at its size; a string
-    // that is filled in place is zeroed first, a pass more.
-    constexpr size_t kOnStack = 2048;
-    if (n <= kOnStack) {
-      char buf[FastDumpsStrSize(kOnStack)];
-      char* p = FastDumpsStrHead(buf, n, protocol);
-      if (CopyAscii(p, text.data(), n) || IsPickleUtf8Slow(text)) {
-        p[n] = static_cast<char>(op::kStop);
-        return std::string(buf, static_cast<size_t>(p + n + 1 - buf));
-      }
-    } else if (CanFastDumpsStr(text, protocol)) {
-      char head[16];
-      char* end = FastDumpsStrHead(head, n, protocol);
-      std::string out;
-      out.reserve(FastDumpsStrSize(n));
-      out.append(head, static_cast<size_t>(end - head));
-      out.append(text);
-      out.push_back(static_cast<char>(op::kStop));
-      return out;
-    }
+  if (n <= kOnStack) {
+    char buf[FastDumpsStrSize(kOnStack)];
+    if (char* end = FastDumpsStrTo(buf, text, protocol))
+      return std::string(buf, static_cast<size_t>(end - buf));
+  } else if (CanFastDumpsStr(text, protocol)) {
+    char head[16];
+    char* end = FastDumpsStrHead(head, n, protocol);
+    std::string out;
+    out.reserve(FastDumpsStrSize(n));
+    out.append(head, static_cast<size_t>(end - head));
+    out.append(text);
+    out.push_back(static_cast<char>(op::kStop));
+    return out;
   }
   Writer w(protocol, oob, SizeHint(text));
   w.save(text);

@@ -891,6 +891,20 @@ inline char* FastDumpsStrHead(char* p, size_t n, int protocol) {
   return p;
 }
 
+// Encodes a str alone as CPython does into the FastDumpsStrSize(text.size())
+// bytes at `out`, checking the text as it copies it (one pass); returns the
+// end, or null (having written garbage) when the Writer must encode it:
+// protocol under 4, text over 4 GiB or not UTF-8.
+inline char* FastDumpsStrTo(char* out, std::string_view text, int protocol) {
+  size_t n = text.size();
+  if (protocol < 4 || protocol > kHighestProtocol || n > 0xFFFFFFFFu)
+    return nullptr;
+  char* p = FastDumpsStrHead(out, n, protocol);
+  if (!CopyAscii(p, text.data(), n) && !IsPickleUtf8Slow(text)) return nullptr;
+  p[n] = static_cast<char>(op::kStop);
+  return p + n + 1;
+}
+
 // dumps() of a std::string: out of line, so that a caller's code holds one
 // call.
 std::string DumpsStr(const std::string& text, OutOfBand* oob, int protocol);
@@ -1040,17 +1054,13 @@ template <class T>
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, std::string>) {
     // The most common message: one string, written without a Writer. Short
-    // ASCII text inline at the caller (a call and its frame cost more than
-    // the header), the rest in one call.
+    // text inline at the caller (a call and its frame cost more than the
+    // header), the rest in one call.
     constexpr size_t kInline = 512;
-    size_t n = value.size();
-    if (n <= kInline && protocol >= 4 && protocol <= kHighestProtocol) {
+    if (value.size() <= kInline) {
       char buf[internal::FastDumpsStrSize(kInline)];
-      char* p = internal::FastDumpsStrHead(buf, n, protocol);
-      if (internal::CopyAscii(p, value.data(), n)) [[likely]] {
-        p[n] = static_cast<char>(internal::op::kStop);
-        return std::string(buf, static_cast<size_t>(p + n + 1 - buf));
-      }
+      if (char* end = internal::FastDumpsStrTo(buf, value, protocol)) [[likely]]
+        return std::string(buf, static_cast<size_t>(end - buf));
     }
     return internal::DumpsStr(value, oob, protocol);
   } else {
@@ -1065,18 +1075,9 @@ void dumps_into(std::string* out, const T& value, OutOfBand* oob,
                 int protocol) {
   internal::RequirePicklable<T>();
   if constexpr (std::is_same_v<T, std::string>) {
-    size_t n = value.size();
-    if (protocol >= 4 && protocol <= kHighestProtocol && n <= 0xFFFFFFFFu) {
-      // A reused buffer is usually already at this size: no fill. The text is
-      // checked as it is copied.
-      out->resize(internal::FastDumpsStrSize(n));
-      char* p = internal::FastDumpsStrHead(out->data(), n, protocol);
-      if (internal::CopyAscii(p, value.data(), n) ||
-          internal::IsPickleUtf8Slow(value)) {
-        p[n] = static_cast<char>(internal::op::kStop);
-        return;
-      }
-    }
+    // A reused buffer is usually already at this size: no fill.
+    out->resize(internal::FastDumpsStrSize(value.size()));
+    if (internal::FastDumpsStrTo(out->data(), value, protocol)) return;
   }
   Writer w(protocol, oob, std::move(*out));
   w.save(value);
