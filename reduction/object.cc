@@ -9,7 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
+#include "reduction/internal/globals.h"
 #include "reduction/internal/object_nodes.h"
+#include "reduction/internal/utf8.h"
 #include "reduction/internal/wire.h"
 
 namespace multiprocessing::reduction {

@@ -110,7 +110,7 @@ struct ObjectAccess {
   static const SliceNode& slice(const Object& o) {
     return *static_cast<const SliceNode*>(o.node_.get());
   }
-  // The Callable (internal/wire.h) of a type object.
+  // The Callable (internal/globals.h) of a type object.
   static uint64_t builtin(const Object& o) { return o.lo_; }
   // The container part of a list/tuple/dict/set/frozenset, nullptr for other
   // kinds.
