@@ -8,8 +8,8 @@
 //   int main(int argc, char** argv) {
 //     mp::freeze_support(argc, argv);
 //     mp::Pool pool({.processes = 5});
-//     std::cout << mp::repr(pool.map(square, std::vector<int>{1, 2, 3})) <<
-//     "\n";  // [1, 4, 9]
+//     std::cout << mp::repr(pool.map(square, std::vector<int>{1, 2, 3}))
+//               << "\n";   // [1, 4, 9]
 //   }
 //
 // The names are Python's: multiprocessing::Process, Queue, Pipe, Lock, Value,

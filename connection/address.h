@@ -1,9 +1,11 @@
 // Addresses for Listener and Client, modelled on Python's address formats:
 //
-//   Address a{"localhost", 6000};   // 'AF_INET': ("host", port); IPv4 or IPv6
-//   ("::1"); port 0 = any free Address u{"/tmp/app.sock"};     // 'AF_UNIX': a
-//   filesystem path Address v{std::string("\0app", 4)};  // 'AF_UNIX' in
-//   Linux's abstract namespace (leading NUL)
+//   Address a{"localhost", 6000};         // 'AF_INET': ("host", port);
+//                                         // IPv4 or IPv6 ("::1");
+//                                         // port 0 = any free port
+//   Address u{"/tmp/app.sock"};           // 'AF_UNIX': a filesystem path
+//   Address v{std::string("\0app", 4)};   // 'AF_UNIX' in Linux's abstract
+//                                         // namespace (leading NUL)
 //
 // repr() is what Python's repr() shows for the same address (`('127.0.0.1',
 // 6000)`, `'/tmp/app.sock'`, `b'\x00app'`); operator<< prints what print()

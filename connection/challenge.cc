@@ -2,17 +2,11 @@
 // speaks it, which also interoperates with the HMAC-MD5-only handshake of
 // CPython 3.11 and older:
 //
-//   server -> client  "#CHALLENGE#" + "{sha256}" + 40 random bytes   (<= 3.11
-//   servers: 20 bytes, no
-//                                                                      prefix)
-//   client -> server  "{sha256}" + HMAC-SHA256(key, challenge)        (the
-//   digest the challenge named;
-//                                                                      to a
-//                                                                      20-byte
-//                                                                      challenge:
-//                                                                      the raw
-//                                                                      16-byte
-//                                                                      HMAC-MD5)
+//   server -> client  "#CHALLENGE#" + "{sha256}" + 40 random bytes
+//                     (<= 3.11 servers: 20 bytes, no prefix)
+//   client -> server  "{sha256}" + HMAC-SHA256(key, challenge)
+//                     (the digest the challenge named; to a 20-byte
+//                     challenge: the raw 16-byte HMAC-MD5)
 //   server -> client  "#WELCOME#" or "#FAILURE#"
 //
 // A <= 3.11 client answers our prefixed challenge with a raw HMAC-MD5 of all of

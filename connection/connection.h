@@ -2,10 +2,11 @@
 // processes, as in Python's multiprocessing.connection.
 //
 //   auto [a, b] = multiprocessing::Pipe();
-//   a.send(std::vector<int>{1, 2});            // pickled through //reduction
-//   auto v = b.recv<std::vector<int>>();         // or b.recv() for a dynamic
-//   reduction::Object b.send_bytes("thank you"); std::string s =
-//   a.recv_bytes();
+//   a.send(std::vector<int>{1, 2});          // pickled through //reduction
+//   auto v = b.recv<std::vector<int>>();     // or b.recv() for a dynamic
+//                                            // reduction::Object
+//   b.send_bytes("thank you");
+//   std::string s = a.recv_bytes();
 //
 // The wire format is CPython's: each message is a 4-byte big-endian signed
 // length (or -1 followed by an 8-byte length for messages of 2 GiB and more)

@@ -1,12 +1,11 @@
 // Listener and Client: connections between processes that did not create them
-// together, over TCP
-// ('AF_INET', IPv4 or IPv6) or Unix domain sockets ('AF_UNIX'), with HMAC
-// challenge authentication.
+// together, over TCP ('AF_INET', IPv4 or IPv6) or Unix domain sockets
+// ('AF_UNIX'), with HMAC challenge authentication.
 //
 //   Listener listener({"localhost", 6000}, {.authkey = "secret password"});
-//   Connection conn = listener.accept();                  // authenticated both
-//   ways std::cout << "connection accepted from " << *listener.last_accepted()
-//   << "\n";
+//   Connection conn = listener.accept();   // authenticated both ways
+//   std::cout << "connection accepted from " << *listener.last_accepted()
+//             << "\n";
 //
 //   Connection c = Client({"localhost", 6000}, {.authkey = "secret password"});
 //

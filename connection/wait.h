@@ -3,9 +3,10 @@
 // multiprocessing.connection.wait().
 //
 //   std::vector<Connection> readers = ...;
-//   for (Connection& r : wait(readers)) { ... r.recv() ... }      // copies
-//   share the connection std::vector<int> ready =
-//   wait(std::vector<int>{p.sentinel(), fd}, 1s);
+//   for (Connection& r : wait(readers)) {   // copies share the connection
+//     ... r.recv() ...
+//   }
+//   std::vector<int> ready = wait(std::vector<int>{p.sentinel(), fd}, 1s);
 //
 // An element may be anything with fileno() (Connection, a socket wrapper), a
 // pointer to such, or an integer descriptor. The result keeps the order of

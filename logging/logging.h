@@ -1,10 +1,9 @@
 // multiprocessing's logging: the logger named "multiprocessing", as in Python's
 // multiprocessing.util.
 //
-//   auto& logger = multiprocessing::log_to_stderr();      // adds a stderr
-//   handler logger.setLevel(multiprocessing::logging::INFO);
-//   logger.warning("doomed");                              //
-//   [WARNING/MainProcess] doomed
+//   auto& logger = multiprocessing::log_to_stderr();   // adds a stderr handler
+//   logger.setLevel(multiprocessing::logging::INFO);
+//   logger.warning("doomed");   // prints [WARNING/MainProcess] doomed
 //
 // A new logger has level NOTSET and no handler, so the library is silent until
 // asked. Each record is written with one write(2), so lines from concurrent

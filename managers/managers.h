@@ -4,13 +4,12 @@
 //
 //   int main(int argc, char** argv) {
 //     multiprocessing::freeze_support(argc, argv);
-//     auto manager = multiprocessing::Manager();        // a started
-//     SyncManager managers::DictProxy d = manager.dict(); managers::ListProxy l
-//     = manager.list(std::vector<int>{1, 2, 3}); multiprocessing::Process p(f,
-//     d, l);              // proxies as arguments
+//     auto manager = multiprocessing::Manager();   // a started SyncManager
+//     managers::DictProxy d = manager.dict();
+//     managers::ListProxy l = manager.list(std::vector<int>{1, 2, 3});
+//     multiprocessing::Process p(f, d, l);         // proxies as arguments
 //     ...
-//   }                                                   // ~SyncManager:
-//   shutdown()
+//   }                                              // ~SyncManager: shutdown()
 //
 // Customised managers register their own types (see referent.h for
 // MP_EXPOSE):
@@ -24,11 +23,15 @@
 //   managers::AutoProxy maths = manager.create("Maths");
 //   maths._callmethod<int>("add", 4, 3);   // 7
 //
-// Remote managers: `BaseManager m({"", 50000}, "abracadabra");
-// m.get_server().serve_forever();` on one machine, `m.connect()` and
-// `m.create<QueueProxy>("get_queue")` on others. Connections are
-// authenticated with the authkey (current_process().authkey() by default),
-// with CPython's handshake; a wrong key raises AuthenticationError.
+// Remote managers: on one machine
+//
+//   BaseManager m({"", 50000}, "abracadabra");
+//   m.get_server().serve_forever();
+//
+// and `m.connect()` and `m.create<QueueProxy>("get_queue")` on others.
+// Connections are authenticated with the authkey (current_process().authkey()
+// by default), with CPython's handshake; a wrong key raises
+// AuthenticationError.
 //
 // The server runs one thread per connection; each process thread using
 // proxies keeps one connection to it. start() runs the server in a child

@@ -3,13 +3,12 @@
 // SyncManager).
 //
 //   ListProxy l = manager.list(std::vector<int>{0, 1, 4, 9});
-//   std::cout << l << "\n";            // [0, 1, 4, 9]   (str: the referent's)
-//   std::cout << l.repr() << "\n";     // <ListProxy object, typeid 'list' at
-//   0x...> Object x = l[2];                    // 4  (a copy, as pickle returns
-//   it) l[2] = "four";                      // __setitem__ in the server
-//   l.append(d);                        // a proxy of the same manager: the
-//   list
-//                                       // now holds the shared object itself
+//   std::cout << l << "\n";          // [0, 1, 4, 9]   (str: the referent's)
+//   std::cout << l.repr() << "\n";   // <ListProxy object, typeid 'list' at 0x...>
+//   Object x = l[2];                 // 4  (a copy, as pickle returns it)
+//   l[2] = "four";                   // __setitem__ in the server
+//   l.append(d);                     // a proxy of the same manager: the list
+//                                    // now holds the shared object itself
 //   l._callmethod("__getitem__", managers::slice(1, 3));   // [1, 'four']
 //
 // Each call is one request over a connection that the calling thread keeps

@@ -8,7 +8,7 @@
 //     int mul(int x, int y) { return x * y; }
 //   };
 //   MP_EXPOSE(MathsClass, add, mul);   // at namespace scope, outside any
-//   namespace
+//                                      // namespace
 //
 //   manager.register_("Maths", managers::Factory<MathsClass>());
 //

@@ -6,8 +6,9 @@
 //     multiprocessing::set_start_method("spawn");
 //     ...
 //     const multiprocessing::Context& ctx =
-//     multiprocessing::get_context("forkserver"); multiprocessing::Process p =
-//     ctx.Process(f, 1);  // started by the fork server
+//         multiprocessing::get_context("forkserver");
+//     multiprocessing::Process p = ctx.Process(f, 1);   // started by the
+//                                                      // fork server
 //   }
 //
 // spawn re-executes this program (/proc/self/exe, or set_executable()) with a

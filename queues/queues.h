@@ -2,9 +2,12 @@
 // JoinableQueue.
 //
 //   multiprocessing::Queue q;
-//   multiprocessing::Process p([q]() mutable { q.put(std::make_tuple(42,
-//   std::nullopt, "hello")); }); p.start(); std::cout << repr(q.get()) << "\n";
-//   // (42, None, 'hello') p.join();
+//   multiprocessing::Process p([q]() mutable {
+//     q.put(std::make_tuple(42, std::nullopt, "hello"));
+//   });
+//   p.start();
+//   std::cout << repr(q.get()) << "\n";   // (42, None, 'hello')
+//   p.join();
 //
 // Items are pickled (reduction/) in put(), in the calling thread, so an item
 // that cannot be pickled raises there (CPython loses it in the feeder thread).

@@ -4,12 +4,13 @@
 // and calls it.
 //
 //   int square(int x) { return x * x; }
-//   MP_REGISTER_FUNCTION(square);            // at namespace scope, in any .cc
-//   file linked in
+//   MP_REGISTER_FUNCTION(square);   // at namespace scope, in any .cc file
+//                                   // linked in
 //
-//   const RegisteredFunction& f = RequireFunction(&square);   // PicklingError
-//   if not registered std::string result =
-//   f.call_pickled(dumps(std::make_tuple(7)), nullptr, nullptr);
+//   const RegisteredFunction& f = RequireFunction(&square);
+//                                   // PicklingError if not registered
+//   std::string result =
+//       f.call_pickled(dumps(std::make_tuple(7)), nullptr, nullptr);
 //   loads<int>(result) == 49
 //
 // A function is registered under its name as written in the macro
