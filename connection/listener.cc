@@ -15,6 +15,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -254,8 +255,10 @@ struct Listener::State {
   Timeout handshake_timeout;
   std::string unlink_path;  // a socket file to remove on close
   std::string private_dir;  // our own temporary directory to remove on close
-  // With a key: the connections in their handshake.
+  // With a key: the connections in their handshake, driven by one accept()
+  // at a time (others wait their turn).
   std::unique_ptr<internal::HandshakeQueue> handshakes;
+  std::mutex accept_mu;
 
   // A listener with a key runs its handshakes side by side, which needs a
   // non-blocking listening socket; one without stays a plain blocking
@@ -389,6 +392,7 @@ std::optional<Connection> internal::ListenerAccess::AcceptOrWake(
   if (!state->handshakes) {
     throw ValueError("AcceptOrWake needs a listener with an authkey");
   }
+  std::lock_guard<std::mutex> lock(state->accept_mu);
   const std::optional<HandshakeQueue::Accepted> a =
       state->handshakes->Next(state->fd, wake_fd);
   if (!a) return std::nullopt;

@@ -74,7 +74,8 @@ class Listener {
   // process killed before close() leaves that directory behind, so making one
   // first removes those of this user whose socket no process has bound any
   // more (per /proc/net/unix, which also lists sockets bound but not yet
-  // listening, so a listener being set up is never taken for a dead one). Port
+  // listening, so a listener being set up is never taken for a dead one; it
+  // covers this network namespace, where the server's clients are). Port
   // 0 picks a free port (see address()). A path given for 'AF_UNIX' is
   // unlinked by close(); abstract names need no cleanup.
   explicit Listener(std::optional<Address> address = std::nullopt,
@@ -98,8 +99,9 @@ class Listener {
   // OLDEST pending one that has not yet answered our challenge correctly
   // (closed without an error here), so a flood of connections cannot lock a
   // newcomer with the key out. When accept(2) runs out of descriptors (EMFILE,
-  // ENFILE) it backs off instead of spinning and logs a warning once. Without a
-  // key, accept() is a plain accept(2). OSError once closed.
+  // ENFILE) it backs off instead of spinning and logs a warning once. Threads
+  // calling accept() at once take turns. Without a key, accept() is a plain
+  // accept(2). OSError once closed.
   Connection accept();
   // Closes the listening socket (and removes its socket file). Harmless twice.
   void close();

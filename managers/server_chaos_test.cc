@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <optional>
 #include <string>
 #include <thread>
@@ -200,18 +201,23 @@ TEST(ServerChaosTest, OutOfDescriptorsInAcceptBacksOffAndRecovers) {
         ::dup2(log, 2);
         ::close(log);
         log_to_stderr(logging::WARNING);
+        // The thread that gives them back starts first: making a thread may
+        // need descriptors (sanitizers' runtimes read /proc).
         auto* fillers = new std::vector<int>;
-        const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null >= 0) fillers->push_back(null);
-        for (int fd; null >= 0 && (fd = ::dup(null)) >= 0;) {
-          fillers->push_back(fd);
-        }
-        std::thread([fillers, fd = release[0]] {
+        std::promise<void> filled;
+        std::thread([fillers, done = filled.get_future(), fd = release[0]] {
+          done.wait();
           char c;
           while (::read(fd, &c, 1) < 0 && errno == EINTR) {
           }
           for (int f : *fillers) ::close(f);
         }).detach();
+        const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null >= 0) fillers->push_back(null);
+        for (int fd; null >= 0 && (fd = ::dup(null)) >= 0;) {
+          fillers->push_back(fd);
+        }
+        filled.set_value();
       });
   ::close(release[0]);
   const pid_t pid = server.guard->pid();
@@ -246,8 +252,12 @@ TEST(ServerChaosTest, OutOfDescriptorsInAcceptBacksOffAndRecovers) {
   }
   const double cpu = connection::testing::CpuSeconds(pid) - cpu_before;
   const int warnings = logged();
-  // Give the descriptors back: the server accepts again.
-  ASSERT_EQ(::write(release[1], "x", 1), 1);
+  // Give the descriptors back: the server accepts again. (A server that died
+  // must fail the test, not kill it with SIGPIPE.)
+  const sighandler_t old_sigpipe = ::signal(SIGPIPE, SIG_IGN);
+  const ssize_t released = ::write(release[1], "x", 1);
+  ::signal(SIGPIPE, old_sigpipe);
+  ASSERT_EQ(released, 1) << "the server died";
   ::close(release[1]);
   const double took = TimeGoodClient(server.address);
   std::printf(
