@@ -21,19 +21,19 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "connection/connection_internal.h"
 #include "connection/listener.h"
 #include "errors/errors.h"
 
 namespace multiprocessing::connection {
 namespace {
 
-constexpr std::string_view kChallenge = "#CHALLENGE#";
-constexpr std::string_view kWelcome = "#WELCOME#";
-constexpr std::string_view kFailure = "#FAILURE#";
+using internal::kChallenge;
+using internal::kMaxHandshakeMessage;
+using internal::kWelcome;
 constexpr std::size_t kMessageLength = 40;  // random bytes in our challenge
 constexpr std::size_t kLegacyMessageLength = 20;  // a <= 3.11 challenge
 constexpr std::size_t kMd5DigestLength = 16;      // a <= 3.11 answer
-constexpr std::size_t kMaxHandshakeMessage = 256;
 // CPython's allowed digests; BoringSSL has no SHA-3, so those are recognised
 // but refused.
 constexpr std::array<std::string_view, 5> kAllowedDigests = {
@@ -126,68 +126,85 @@ std::string RecvHandshakeMessage(Connection& connection,
 
 }  // namespace
 
-void deliver_challenge(Connection& connection, std::string_view authkey,
-                       std::string_view digest_name) {
+namespace internal {
+
+std::string NewChallenge(std::string_view digest_name) {
   unsigned char random[kMessageLength];
   if (RAND_bytes(random, sizeof random) != 1)
     throw AuthenticationError("RAND_bytes failed");
   std::string message = "{" + std::string(digest_name) + "}";
   message.append(reinterpret_cast<const char*>(random), sizeof random);
-  connection.send_bytes(std::string(kChallenge) + message);
-  const std::string response =
-      RecvHandshakeMessage(connection, "the answer to our challenge");
-  try {
-    const DigestAndPayload answer = SplitDigest(response);
-    const std::string name = answer.name.empty() ? "md5" : answer.name;
-    const std::string expected = Hmac(name, authkey, message);
-    if (expected.size() != answer.payload.size()) {
-      throw AuthenticationError(absl::StrCat("expected '", name, "' of length ",
-                                             expected.size(), " got ",
-                                             answer.payload.size()));
-    }
-    if (CRYPTO_memcmp(expected.data(), answer.payload.data(),
-                      expected.size()) != 0) {
-      throw AuthenticationError(
-          "digest received was wrong: the peer does not know the "
-          "authentication key");
-    }
-  } catch (const AuthenticationError&) {
-    try {
-      connection.send_bytes(kFailure);
-    } catch (const Exception&) {
-      // The peer may be gone already; the failure is what we report.
-    }
-    throw;
-  }
-  connection.send_bytes(kWelcome);
+  return message;
 }
 
-void answer_challenge(Connection& connection, std::string_view authkey) {
-  const std::string received = RecvHandshakeMessage(connection, "a challenge");
-  if (std::string_view(received).substr(0, kChallenge.size()) != kChallenge) {
+void CheckAnswer(std::string_view authkey, std::string_view challenge,
+                 std::string_view response) {
+  const DigestAndPayload answer = SplitDigest(response);
+  const std::string name = answer.name.empty() ? "md5" : answer.name;
+  const std::string expected = Hmac(name, authkey, challenge);
+  if (expected.size() != answer.payload.size()) {
+    throw AuthenticationError(absl::StrCat("expected '", name, "' of length ",
+                                           expected.size(), " got ",
+                                           answer.payload.size()));
+  }
+  if (CRYPTO_memcmp(expected.data(), answer.payload.data(), expected.size()) !=
+      0) {
+    throw AuthenticationError(
+        "digest received was wrong: the peer does not know the "
+        "authentication key");
+  }
+}
+
+std::string AnswerFor(std::string_view authkey, std::string_view received) {
+  if (received.substr(0, kChallenge.size()) != kChallenge) {
     throw AuthenticationError(
         absl::StrCat("Protocol error, expected challenge: message=",
                      BytesForMessage(received)));
   }
-  const std::string_view message =
-      std::string_view(received).substr(kChallenge.size());
+  const std::string_view message = received.substr(kChallenge.size());
   if (message.size() < kLegacyMessageLength) {
     throw AuthenticationError(
         absl::StrCat("challenge too short: ", message.size(), " bytes"));
   }
   const DigestAndPayload challenge = SplitDigest(message);
-  if (challenge.name.empty()) {
-    connection.send_bytes(Hmac("md5", authkey, message));
-  } else {
-    connection.send_bytes(absl::StrCat("{", challenge.name, "}",
-                                       Hmac(challenge.name, authkey, message)));
-  }
-  const std::string response = RecvHandshakeMessage(connection, "the welcome");
+  if (challenge.name.empty()) return Hmac("md5", authkey, message);
+  return absl::StrCat("{", challenge.name, "}",
+                      Hmac(challenge.name, authkey, message));
+}
+
+void CheckWelcome(std::string_view response) {
   if (response != kWelcome) {
     throw AuthenticationError(
         "digest sent was rejected: the peer uses a different authentication "
         "key");
   }
+}
+
+}  // namespace internal
+
+void deliver_challenge(Connection& connection, std::string_view authkey,
+                       std::string_view digest_name) {
+  const std::string message = internal::NewChallenge(digest_name);
+  connection.send_bytes(std::string(internal::kChallenge) + message);
+  const std::string response =
+      RecvHandshakeMessage(connection, "the answer to our challenge");
+  try {
+    internal::CheckAnswer(authkey, message, response);
+  } catch (const AuthenticationError&) {
+    try {
+      connection.send_bytes(internal::kFailure);
+    } catch (const Exception&) {
+      // The peer may be gone already; the failure is what we report.
+    }
+    throw;
+  }
+  connection.send_bytes(internal::kWelcome);
+}
+
+void answer_challenge(Connection& connection, std::string_view authkey) {
+  const std::string received = RecvHandshakeMessage(connection, "a challenge");
+  connection.send_bytes(internal::AnswerFor(authkey, received));
+  internal::CheckWelcome(RecvHandshakeMessage(connection, "the welcome"));
 }
 
 }  // namespace multiprocessing::connection

@@ -140,6 +140,7 @@ struct Connection::Impl {
                            std::vector<int>* fds);
   void ReadBodyInto(std::string* out, std::uint64_t size);
   void WriteFrame(std::string_view payload, const std::vector<int>* fds);
+  void WaitAfterWouldBlock(short events);
 
   int fd;
   bool readable;
@@ -197,7 +198,7 @@ std::size_t Connection::Impl::ReadSome(char* dst, std::size_t n,
     if (k < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        WaitFor(fd, POLLIN, read_deadline);
+        WaitAfterWouldBlock(POLLIN);
         continue;
       }
       RaiseOSError(is_unix ? "recvmsg" : "read", errno);
@@ -208,6 +209,27 @@ std::size_t Connection::Impl::ReadSome(char* dst, std::size_t n,
                                    stream_read, std::move(fds)});
     }
     return static_cast<std::size_t>(k);
+  }
+}
+
+// After a read or write failed with EAGAIN. On a non-blocking descriptor that
+// only means "not now": wait until it is ready, but no later than the read
+// deadline (reads and the handshake's writes alike). On a blocking one it
+// means the socket's own SO_RCVTIMEO / SO_SNDTIMEO ran out: that is a timeout,
+// never a reason to wait again without end. Off the hot path: only reached
+// when the kernel had nothing to give.
+void Connection::Impl::WaitAfterWouldBlock(short events) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK) == 0) {
+    throw TimeoutError(absl::StrCat(
+        "timed out waiting for the peer to ",
+        events == POLLIN ? "send (the socket's SO_RCVTIMEO)"
+                         : "take our data (the socket's SO_SNDTIMEO)"));
+  }
+  if (!WaitFor(fd, events, read_deadline)) {
+    throw TimeoutError(
+        "timed out waiting for the peer; it may not speak the "
+        "multiprocessing.connection protocol or may have stalled");
   }
 }
 
@@ -405,7 +427,7 @@ void Connection::Impl::WriteFrame(std::string_view payload,
     if (k < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        WaitFor(fd, POLLOUT, std::nullopt);
+        WaitAfterWouldBlock(POLLOUT);
         continue;
       }
       if (errno == EPIPE && sigpipe) sigpipe->set_epipe();

@@ -3,6 +3,7 @@
 #include "connection/connection.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <array>
@@ -315,6 +316,39 @@ TEST(ConnectionTest, WritingToAClosedPeerRaisesInsteadOfKilling) {
   Connection w(p[1], false, true);
   ::close(p[0]);
   EXPECT_THROW(w.send_bytes("x"), OSError);
+}
+
+// A socket whose SO_RCVTIMEO / SO_SNDTIMEO runs out makes the blocking call
+// fail with EAGAIN: that is a timeout, never a reason to wait again without
+// end. (The child is killed after 20 s, so a regression fails instead of
+// hanging.)
+TEST(ConnectionTest, SocketTimeoutsRaiseTimeoutErrorInsteadOfWaitingForEver) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const pid_t pid = ForkChild([&] {
+    const timeval tv{0, 200 * 1000};
+    ::setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    Connection c(sv[0]);
+    // A partial header, then silence: the read times out mid-message too.
+    if (::write(sv[1], "\0\0", 2) != 2) ::_exit(4);
+    try {
+      c.recv_bytes();
+      ::_exit(2);
+    } catch (const TimeoutError&) {
+    }
+    // Fill the peer's buffer: the write times out.
+    const std::string big(1 << 20, 'x');
+    try {
+      for (int i = 0; i < 64; ++i) c.send_bytes(big);
+      ::_exit(3);
+    } catch (const TimeoutError&) {
+    }
+  });
+  const int status = JoinChild(pid, seconds(20));
+  ::close(sv[0]);
+  ::close(sv[1]);
+  EXPECT_TRUE(ExitedOk(status)) << status;
 }
 
 TEST(ConnectionTest, PipeOverPlainPipeFds) {

@@ -1,20 +1,29 @@
 #include "connection/listener.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "connection/connection_internal.h"
+#include "connection/handshake_queue.h"
+#include "connection/listener_internal.h"
 #include "errors/errors.h"
 #include "process/process.h"
 
@@ -177,6 +186,65 @@ void Handshake(Connection& conn, Timeout timeout, F&& steps) {
   internal::ConnectionAccess::SetReadDeadline(conn, std::nullopt);
 }
 
+constexpr char kPrivateDirPrefix[] = "pymp-";
+constexpr char kPrivateSocketName[] = "listener.sock";
+
+// The paths of every Unix socket bound in this network namespace, listening or
+// not.
+std::unordered_set<std::string> BoundUnixPaths() {
+  std::unordered_set<std::string> out;
+  std::ifstream in("/proc/net/unix");
+  std::string line;
+  std::getline(in, line);  // the column names
+  while (std::getline(in, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path: the path is the 8th
+    // field, absent for unnamed sockets.
+    std::size_t at = 0;
+    for (int field = 0; field < 7 && at != std::string::npos; ++field) {
+      at = line.find_first_not_of(' ', at);
+      if (at != std::string::npos) at = line.find(' ', at);
+    }
+    if (at == std::string::npos) continue;
+    at = line.find_first_not_of(' ', at);
+    if (at != std::string::npos && line[at] == '/') out.insert(line.substr(at));
+  }
+  return out;
+}
+
+// Removes the private directories of default 'AF_UNIX' listeners of this user
+// under `base` whose process died without closing them: a "listener.sock" that
+// no socket is bound to any more. Only that socket file and then the (empty)
+// directory are removed, so anything else is left alone.
+void RemoveStalePrivateDirs(const std::string& base) {
+  DIR* dir = ::opendir(base.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> candidates;
+  const uid_t uid = ::geteuid();
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string_view name = e->d_name;
+    if (name.size() != sizeof kPrivateDirPrefix - 1 + 6 ||
+        name.substr(0, sizeof kPrivateDirPrefix - 1) != kPrivateDirPrefix) {
+      continue;
+    }
+    const std::string sock =
+        absl::StrCat(base, "/", std::string(name), "/", kPrivateSocketName);
+    struct stat st;
+    if (::lstat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_uid == uid) {
+      candidates.push_back(sock);
+    }
+  }
+  ::closedir(dir);
+  if (candidates.empty()) return;
+  const std::unordered_set<std::string> bound = BoundUnixPaths();
+  for (const std::string& sock : candidates) {
+    if (bound.contains(sock)) continue;
+    if (::unlink(sock.c_str()) == 0) {
+      ::rmdir(sock.substr(0, sock.size() - sizeof kPrivateSocketName).c_str());
+    }
+  }
+}
+
 }  // namespace
 
 struct Listener::State {
@@ -187,8 +255,26 @@ struct Listener::State {
   Timeout handshake_timeout;
   std::string unlink_path;  // a socket file to remove on close
   std::string private_dir;  // our own temporary directory to remove on close
+  // With a key: the connections in their handshake, driven by one accept()
+  // at a time (others wait their turn).
+  std::unique_ptr<internal::HandshakeQueue> handshakes;
+  std::mutex accept_mu;
+
+  // A listener with a key runs its handshakes side by side, which needs a
+  // non-blocking listening socket; one without stays a plain blocking
+  // accept(2).
+  void SetUpHandshakes(const ListenerOptions& options) {
+    if (!authkey) return;
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+      RaiseOSError("fcntl(O_NONBLOCK)", errno);
+    }
+    handshakes = std::make_unique<internal::HandshakeQueue>(
+        *authkey, handshake_timeout, options.max_pending_handshakes);
+  }
 
   void Close() {
+    if (handshakes) handshakes->Clear();
     if (fd >= 0) {
       ::close(fd);
       fd = -1;
@@ -220,10 +306,11 @@ Listener::Listener(std::optional<Address> address, ListenerOptions options)
         base = tmp;
       // Keep the path within sockaddr_un's 108 bytes even when TMPDIR is deep.
       if (base.empty() || base.size() > 60) base = "/tmp";
-      std::string templ = base + "/pymp-XXXXXX";
+      RemoveStalePrivateDirs(base);
+      std::string templ = absl::StrCat(base, "/", kPrivateDirPrefix, "XXXXXX");
       if (::mkdtemp(templ.data()) == nullptr) RaiseOSError("mkdtemp", errno);
       state_->private_dir = templ;
-      address = Address(templ + "/listener.sock");
+      address = Address(absl::StrCat(templ, "/", kPrivateSocketName));
     }
   }
 
@@ -238,6 +325,7 @@ Listener::Listener(std::optional<Address> address, ListenerOptions options)
     if (::listen(fd.get(), options.backlog) != 0) RaiseOSError("listen", errno);
     state_->fd = fd.release();
     state_->address = *address;
+    state_->SetUpHandshakes(options);
     return;
   }
 
@@ -264,6 +352,7 @@ Listener::Listener(std::optional<Address> address, ListenerOptions options)
     }
     state_->address = ToAddress(bound, length);
     state_->fd = fd.release();
+    state_->SetUpHandshakes(options);
     return;
   }
   RaiseOSError(absl::StrCat("bind(", address->repr(), ")"), last_errno);
@@ -275,6 +364,9 @@ Listener& Listener::operator=(Listener&& other) noexcept = default;
 
 Connection Listener::accept() {
   if (!state_ || state_->fd < 0) throw OSError(EBADF, "listener is closed");
+  if (state_->handshakes) {
+    return *internal::ListenerAccess::AcceptOrWake(*this, -1);
+  }
   sockaddr_storage peer{};
   socklen_t length;
   int fd;
@@ -288,15 +380,24 @@ Connection Listener::accept() {
   }
   state_->last_accepted = ToAddress(peer, length);
   if (peer.ss_family != AF_UNIX) SetNoDelay(fd);
-  Connection conn(fd);
-  if (state_->authkey) {
-    const std::string& key = *state_->authkey;
-    Handshake(conn, state_->handshake_timeout, [&] {
-      deliver_challenge(conn, key);
-      answer_challenge(conn, key);
-    });
+  return Connection(fd);
+}
+
+std::optional<Connection> internal::ListenerAccess::AcceptOrWake(
+    Listener& listener, int wake_fd) {
+  Listener::State* state = listener.state_.get();
+  if (state == nullptr || state->fd < 0) {
+    throw OSError(EBADF, "listener is closed");
   }
-  return conn;
+  if (!state->handshakes) {
+    throw ValueError("AcceptOrWake needs a listener with an authkey");
+  }
+  std::lock_guard<std::mutex> lock(state->accept_mu);
+  const std::optional<HandshakeQueue::Accepted> a =
+      state->handshakes->Next(state->fd, wake_fd);
+  if (!a) return std::nullopt;
+  state->last_accepted = ToAddress(a->peer, a->peer_length);
+  return Connection(a->fd);
 }
 
 void Listener::close() {

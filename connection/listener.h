@@ -19,6 +19,7 @@
 #define MULTIPROCESSING_CONNECTION_LISTENER_H_
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,13 @@ namespace multiprocessing::connection {
 
 // How long a handshake may take by default (CPython's CONNECTION_TIMEOUT).
 inline constexpr std::chrono::seconds kDefaultHandshakeTimeout{20};
+// How many accepted connections may be in their handshake at once by default.
+inline constexpr std::size_t kDefaultMaxPendingHandshakes = 256;
+
+class Listener;
+namespace internal {
+struct ListenerAccess;
+}  // namespace internal
 
 struct ListenerOptions {
   // Inferred from the address when unset; 'AF_UNIX' when there is no address
@@ -41,9 +49,13 @@ struct ListenerOptions {
   bool authenticate = false;
   // Raw bytes. When set, every accepted connection is authenticated with it.
   std::optional<std::string> authkey;
-  // Bounds the whole authentication handshake of each connection; std::nullopt
-  // waits for ever.
+  // Bounds the whole authentication handshake of each connection (both
+  // challenges, every read and write); std::nullopt waits for ever.
   Timeout handshake_timeout = kDefaultHandshakeTimeout;
+  // With a key: how many connections may be in their handshake at once.
+  // Beyond it, a new connection evicts the oldest one that has not yet proved
+  // it knows the key (see accept()).
+  std::size_t max_pending_handshakes = kDefaultMaxPendingHandshakes;
 };
 
 struct ClientOptions {
@@ -56,9 +68,15 @@ struct ClientOptions {
 class Listener {
  public:
   // Binds and listens. With no address: an 'AF_INET' listener on ("localhost",
-  // 0), or an 'AF_UNIX' socket in a private temporary directory that close()
-  // removes. Port 0 picks a free port (see address()). A path given for
-  // 'AF_UNIX' is unlinked by close(); abstract names need no cleanup.
+  // 0), or an 'AF_UNIX' socket "listener.sock" in a private temporary
+  // directory (pymp-XXXXXX under $TMPDIR or /tmp) that close() removes. A
+  // process killed before close() leaves that directory behind, so making one
+  // first removes those of this user whose socket no process has bound any
+  // more (per /proc/net/unix, which also lists sockets bound but not yet
+  // listening, so a listener being set up is never taken for a dead one; it
+  // covers this network namespace, where the server's clients are). Port
+  // 0 picks a free port (see address()). A path given for 'AF_UNIX' is
+  // unlinked by close(); abstract names need no cleanup.
   explicit Listener(std::optional<Address> address = std::nullopt,
                     ListenerOptions options = {});
   ~Listener();
@@ -67,9 +85,22 @@ class Listener {
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  // Waits for a connection and authenticates it when a key is set
-  // (AuthenticationError on failure, after which the listener goes on
-  // accepting). OSError once closed.
+  // Waits for a connection and, when a key is set, returns the first one that
+  // authenticates. The handshakes of all pending connections proceed side by
+  // side in the calling thread (non-blocking sockets and one poll(2), no
+  // thread per peer), each bounded by handshake_timeout, so silent or slow
+  // peers do not delay a client that knows the key. A pending connection that
+  // fails its handshake (wrong key, junk, hang-up, or past its deadline) is
+  // closed and raises AuthenticationError from this call, as in Python; the
+  // listener goes on accepting and the other handshakes stay pending for the
+  // next call (between calls they wait, but their deadlines run). At most
+  // max_pending_handshakes are pending: beyond it a new connection evicts the
+  // OLDEST pending one that has not yet answered our challenge correctly
+  // (closed without an error here), so a flood of connections cannot lock a
+  // newcomer with the key out. When accept(2) runs out of descriptors (EMFILE,
+  // ENFILE) it backs off instead of spinning and logs a warning once. Threads
+  // calling accept() at once take turns. Without a key, accept() is a plain
+  // accept(2). OSError once closed.
   Connection accept();
   // Closes the listening socket (and removes its socket file). Harmless twice.
   void close();
@@ -83,6 +114,7 @@ class Listener {
   const std::optional<Address>& last_accepted() const;
 
  private:
+  friend struct internal::ListenerAccess;
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "connection/address.h"
+#include "connection/listener.h"
 #include "managers/proxy.h"
 #include "managers/referent.h"
 #include "process/context.h"
@@ -108,9 +109,19 @@ std::shared_ptr<Referent> MakeQueue(int64_t maxsize = 0);
 // The server of a manager, serving in the calling process.
 class Server {
  public:
-  // Binds `address` (an AF_UNIX socket in a temp dir when unset).
+  // Binds `address` (an AF_UNIX socket in a temp dir when unset; see
+  // connection::Listener for how the directory of a server that was killed is
+  // removed later). Every connection must complete the authentication
+  // handshake within `handshake_timeout`; the handshakes of pending
+  // connections run side by side in the accepting thread, at most
+  // connection::kDefaultMaxPendingHandshakes at once (beyond that the oldest
+  // unauthenticated one is closed), and only an authenticated connection gets
+  // a thread. Running out of descriptors makes accepting back off rather than
+  // spin (logged once as a warning).
   Server(Registry registry, std::optional<connection::Address> address,
-         std::string authkey);
+         std::string authkey,
+         connection::Timeout handshake_timeout =
+             connection::kDefaultHandshakeTimeout);
   ~Server();
   Server(Server&&) noexcept;
   Server(const Server&) = delete;

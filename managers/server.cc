@@ -1,9 +1,10 @@
-// The manager's server: accepts connections (one thread each), keeps the
-// shared objects with their reference counts, and answers requests.
-#include <poll.h>
+// The manager's server: authenticates connections in its accept loop (all
+// pending handshakes side by side, bounded in number and time; see
+// connection/handshake_queue.h), serves each authenticated one in a thread of
+// its own, keeps the shared objects with their reference counts, and answers
+// requests.
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "connection/connection.h"
 #include "connection/listener.h"
+#include "connection/listener_internal.h"
 #include "errors/errors.h"
 #include "logging/logging.h"
 #include "managers/internal/builtins.h"
@@ -94,13 +96,6 @@ Object NamesTuple(const std::vector<std::string>& names) {
 
 // The largest request buffer a connection keeps.
 constexpr size_t kMaxBuffer = 1 << 20;
-
-// Sets a receive deadline on the socket (0: none), for the handshake.
-void SetRecvTimeout(int fd, int seconds) {
-  timeval tv{};
-  tv.tv_sec = seconds;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-}
 
 }  // namespace
 
@@ -426,12 +421,6 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     Resolver resolver = [this](const Object& o) { return ResolveProxy(o); };
     SetResolver(&resolver);
     try {
-      SetRecvTimeout(
-          c.fileno(),
-          static_cast<int>(connection::kDefaultHandshakeTimeout.count()));
-      connection::deliver_challenge(c, authkey);
-      connection::answer_challenge(c, authkey);
-      SetRecvTimeout(c.fileno(), 0);
       bool accepted = false;
       // Requests are read into a buffer kept for the connection; one too
       // large for it arrives whole in the BufferTooShort, and the buffer
@@ -450,8 +439,6 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
         }
         if (!Answer(c, bytes, &accepted, fast)) break;
       }
-    } catch (const AuthenticationError& e) {
-      logging::info("refused a connection to the manager: ", e.what());
     } catch (const EOFError&) {
       // The client went away.
     } catch (const std::exception& e) {
@@ -471,14 +458,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     }
   }
 
-  void Accept() {
-    connection::Connection c;
-    try {
-      c = listener->accept();
-    } catch (const Exception& e) {
-      logging::debug("accept failed: ", e.what());
-      return;
-    }
+  // Serves an authenticated connection in a thread of its own.
+  void Start(connection::Connection c) {
     std::lock_guard<std::mutex> lock(handlers_mu);
     ReapLocked();
     if (stopping) return;
@@ -494,14 +475,16 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 
   void Run() {
     for (;;) {
-      pollfd fds[2] = {{listener->fileno(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-      int r = ::poll(fds, 2, -1);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        RaiseOSError("poll", errno);
+      std::optional<connection::Connection> c;
+      try {
+        c = connection::internal::ListenerAccess::AcceptOrWake(*listener,
+                                                               wake_fd);
+      } catch (const AuthenticationError& e) {
+        logging::info("refused a connection to the manager: ", e.what());
+        continue;
       }
-      if (fds[1].revents) break;
-      if (fds[0].revents) Accept();
+      if (!c) break;
+      Start(std::move(*c));
     }
     // Stop: wake every handler (blocked reading, or in a blocking call).
     std::vector<std::shared_ptr<Referent>> all;
@@ -531,16 +514,21 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 }  // namespace internal
 
 Server::Server(Registry registry, std::optional<connection::Address> address,
-               std::string authkey)
+               std::string authkey, connection::Timeout handshake_timeout)
     : state_(std::make_shared<internal::ServerState>()) {
   state_->registry = std::move(registry);
   state_->authkey = std::move(authkey);
   state_->wake_fd = ::eventfd(0, EFD_CLOEXEC);
   if (state_->wake_fd < 0) RaiseOSError("eventfd", errno);
-  // Authentication happens in each connection's thread, so that a slow or
-  // hostile client never holds up the others.
+  // The listener authenticates every connection before the server gives it a
+  // thread, all pending handshakes at once under one deadline each, so that
+  // a slow or hostile client never holds up the others nor costs a thread.
   state_->listener = std::make_unique<connection::Listener>(
-      address, connection::ListenerOptions{.backlog = 16});
+      address, connection::ListenerOptions{
+                   .backlog = 128,
+                   .authkey = state_->authkey,
+                   .handshake_timeout = handshake_timeout,
+               });
   state_->address = state_->listener->address();
 }
 
