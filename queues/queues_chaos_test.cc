@@ -4,12 +4,14 @@
 // get() to the killed consumer before it died), and no consumer may ever
 // receive a torn item. Each test prints its figures (items sent, received,
 // lost) and, on failure, its seed.
+#include <dirent.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -89,6 +91,29 @@ void SpinFor(std::chrono::microseconds d) {
   const auto until = Clock::now() + d;
   while (Clock::now() < until) {
   }
+}
+
+// Whether every thread of process `pid` is asleep (waiting on something).
+bool AllThreadsAsleep(pid_t pid) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool asleep = true;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    FILE* f =
+        std::fopen(absl::StrCat(dir, "/", e->d_name, "/stat").c_str(), "r");
+    if (f == nullptr) continue;
+    char buf[512] = {};
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    const char* paren = std::strrchr(buf, ')');
+    if (n == 0 || paren == nullptr || paren[1] != ' ' || paren[2] != 'S') {
+      asleep = false;
+    }
+  }
+  closedir(d);
+  return asleep;
 }
 
 // Spins until `cond` holds, up to `limit`; false if it never did.
@@ -251,7 +276,7 @@ TEST(QueueChaosTest, ProducerKilledMidBigPutNeverDeliversATornItem) {
 TEST(QueueChaosTest, ConsumerKilledMidBigGetLeavesTheItem) {
   std::mt19937_64 rng(kSeed + 1);
   constexpr int kRounds = 4;
-  int delivered = 0, lost = 0;
+  int rounds = 0, delivered = 0, lost = 0;
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE(absl::StrCat("seed ", kSeed + 1, " round ", round));
     Queue q;
@@ -263,8 +288,10 @@ TEST(QueueChaosTest, ConsumerKilledMidBigGetLeavesTheItem) {
       q.close();
       q.join_thread();
     });
-    ASSERT_TRUE(SpinUntil([&] { return !q.empty(); }));
-    // A few hundred microseconds for the producer to fill the ring and wait.
+    // The producer has filled the ring and waits for room: every thread of
+    // it sleeps with the queue not empty.
+    ASSERT_TRUE(
+        SpinUntil([&] { return !q.empty() && AllThreadsAsleep(producer); }));
     kill(producer, SIGSTOP);
     pid_t victim = Fork([&] {
       in_get->store(1);
@@ -272,7 +299,9 @@ TEST(QueueChaosTest, ConsumerKilledMidBigGetLeavesTheItem) {
       in_get->store(2);  // never: the rest of the item does not come
     });
     ASSERT_TRUE(SpinUntil([&] { return in_get->load() >= 1; }));
-    SpinFor(std::chrono::microseconds(2000 + rng() % 20000));
+    // The victim takes the consumers' lock, copies what the ring holds and
+    // waits for the rest; it is killed at some moment of that.
+    SpinFor(std::chrono::microseconds(100000 + rng() % 200000));
     kill(victim, SIGKILL);
     EXPECT_EQ(Reap(victim, deadline), -SIGKILL);
     EXPECT_EQ(in_get->load(), 1);
@@ -287,8 +316,10 @@ TEST(QueueChaosTest, ConsumerKilledMidBigGetLeavesTheItem) {
     }
     EXPECT_EQ(Reap(producer, deadline), 0);
     EXPECT_EQ(got, (std::vector<int64_t>{10, 11}));
-    for (int64_t id : got) (id >= 0 ? delivered : lost) += 1;
-    if (got[0] == 11) ++lost;  // 10 went with the victim
+    for (int64_t id : {10, 11}) {
+      (std::count(got.begin(), got.end(), id) == 1 ? delivered : lost) += 1;
+    }
+    ++rounds;
     EXPECT_TRUE(q.empty());
     FreeShared(in_get, 1);
     if (HasFailure()) break;
@@ -296,7 +327,7 @@ TEST(QueueChaosTest, ConsumerKilledMidBigGetLeavesTheItem) {
   std::printf(
       "consumer killed mid 8 MiB get: %d rounds, %d items sent, %d received, "
       "%d lost\n",
-      kRounds, 2 * kRounds, delivered, lost);
+      rounds, 2 * rounds, delivered, lost);
   if (HasFailure()) std::printf("seed %llu\n", (unsigned long long)kSeed + 1);
 }
 
@@ -310,6 +341,7 @@ struct ChaosRecord {
   std::atomic<int> in_get;         // this consumer is in get() or recording
   std::atomic<int> received;       // by this consumer
   std::atomic<int> torn;           // seen by this consumer
+  std::atomic<int> started;        // this producer is about to put
 };
 
 struct ChaosFigures {
@@ -331,6 +363,7 @@ ChaosFigures RunChaos(uint64_t seed, int producers, int consumers, int items,
   std::vector<pid_t> pids;
   for (int p = 0; p < producers; ++p) {
     pids.push_back(Fork([&, p] {
+      rec[p].started.store(1);
       for (int i = 0; i < items; ++i) {
         if (big) {
           q.put_bytes(BigItem(static_cast<uint64_t>(p * items + i)));
@@ -376,7 +409,11 @@ ChaosFigures RunChaos(uint64_t seed, int producers, int consumers, int items,
       }
     }));
   }
-  // Kill producer 0 and consumer 0 at random moments.
+  // Kill producer 0 and consumer 0 at random moments once the producers are
+  // under way.
+  for (int p = 0; p < producers; ++p) {
+    EXPECT_TRUE(SpinUntil([&] { return rec[p].started.load() == 1; }));
+  }
   const auto kill_producer_at =
       Clock::now() + std::chrono::microseconds(rng() % max_delay.count());
   const auto kill_consumer_at =
