@@ -515,36 +515,34 @@ ChaosFigures& operator+=(ChaosFigures& a, const ChaosFigures& b) {
   return a;
 }
 
-TEST(QueueChaosTest, SmallItemsThreeProducersTwoConsumersOneOfEachKilled) {
-  constexpr int kRuns = 6;
+// Runs RunChaos `runs` times with seeds from `first_seed` and prints the
+// figures; stops at the first failure, printing its seed.
+void RunChaosRuns(const char* what, uint64_t first_seed, int runs,
+                  int producers, int consumers, int items, bool big,
+                  std::chrono::microseconds max_delay) {
   ChaosFigures total;
-  for (int run = 0; run < kRuns; ++run) {
-    const uint64_t seed = kSeed + 100 + run;
+  int done = 0;
+  for (int run = 0; run < runs; ++run) {
+    const uint64_t seed = first_seed + run;
     SCOPED_TRACE(absl::StrCat("seed ", seed));
-    total += RunChaos(seed, 3, 2, 20000, /*big=*/false,
-                      std::chrono::microseconds(30000));
-    if (HasFailure()) {
+    total += RunChaos(seed, producers, consumers, items, big, max_delay);
+    ++done;
+    if (::testing::Test::HasFailure()) {
       std::printf("seed %llu\n", (unsigned long long)seed);
       break;
     }
   }
-  PrintChaos("small items, 3 producers, 2 consumers", kRuns, total);
+  PrintChaos(what, done, total);
+}
+
+TEST(QueueChaosTest, SmallItemsThreeProducersTwoConsumersOneOfEachKilled) {
+  RunChaosRuns("small items, 3 producers, 2 consumers", kSeed + 100, 6, 3, 2,
+               20000, /*big=*/false, std::chrono::microseconds(30000));
 }
 
 TEST(QueueChaosTest, BigItemsTwoProducersTwoConsumersOneOfEachKilled) {
-  constexpr int kRuns = 3;
-  ChaosFigures total;
-  for (int run = 0; run < kRuns; ++run) {
-    const uint64_t seed = kSeed + 200 + run;
-    SCOPED_TRACE(absl::StrCat("seed ", seed));
-    total +=
-        RunChaos(seed, 2, 2, 6, /*big=*/true, std::chrono::microseconds(40000));
-    if (HasFailure()) {
-      std::printf("seed %llu\n", (unsigned long long)seed);
-      break;
-    }
-  }
-  PrintChaos("8 MiB items, 2 producers, 2 consumers", kRuns, total);
+  RunChaosRuns("8 MiB items, 2 producers, 2 consumers", kSeed + 200, 3, 2, 2, 6,
+               /*big=*/true, std::chrono::microseconds(40000));
 }
 
 // --- qsize() after a producer died with items in its feeder ------------------

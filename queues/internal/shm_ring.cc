@@ -836,8 +836,10 @@ bool ShmRing::Read(std::string* out, Deadline deadline, std::vector<int>* fds) {
   // it (from the spill) to the next one.
   const bool fds_ok =
       result == StreamResult::kAborted || TakeFds(word, out, fds);
-  CountGet();
+  // Taken: a consumer that dies from here on has the item (the next one must
+  // not get it again), at worst miscounted.
   h->read_stream_end.store(0, std::memory_order_relaxed);
+  CountGet();
   unlock();
   if (result == StreamResult::kAborted) {
     out->clear();

@@ -189,12 +189,11 @@ TEST(ShmRingTest, ConsumerKilledWhileWaitingDoesNotWedgeOthers) {
   EXPECT_EQ(got, "survives");
 }
 
-TEST(ShmRingTest, ProducerKilledWhileStreamingDoesNotWedgeOthers) {
-  auto ring = ShmRing::Create(4096);
+// Nobody reads yet, so a child writing a 1 MiB frame blocks in the middle of
+// it, holding the producers' lock; it is killed there.
+void KillProducerInTheMiddleOfAFrame(ShmRing* ring) {
   std::string big(1 << 20, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i % 251);
-  // Nobody reads yet, so the child blocks in the middle of the big frame,
-  // holding the producers' lock; it is killed there.
   pid_t child = ForkChild([&] {
     std::vector<std::string> frames = {big};
     ring->Write(frames);
@@ -202,6 +201,11 @@ TEST(ShmRingTest, ProducerKilledWhileStreamingDoesNotWedgeOthers) {
   ASSERT_TRUE(ring->Poll(In(seconds(10))));
   kill(child, SIGKILL);
   EXPECT_EQ(WaitExit(child), -SIGKILL);
+}
+
+TEST(ShmRingTest, ProducerKilledWhileStreamingDoesNotWedgeOthers) {
+  auto ring = ShmRing::Create(4096);
+  KillProducerInTheMiddleOfAFrame(ring.get());
   // The next producer marks the dead one's frame aborted and passes over the
   // rest of it while a consumer streams it out: the consumer gets OSError,
   // never the torn frame, then the next frame.
@@ -227,14 +231,7 @@ TEST(ShmRingTest, ProducerKilledWhileStreamingDoesNotWedgeOthers) {
 
 TEST(ShmRingTest, ConsumerFindsItsProducerDeadInTheMiddleOfAFrame) {
   auto ring = ShmRing::Create(4096);
-  std::string big(1 << 20, 'b');
-  pid_t child = ForkChild([&] {
-    std::vector<std::string> frames = {big};
-    ring->Write(frames);
-  });
-  ASSERT_TRUE(ring->Poll(In(seconds(10))));
-  kill(child, SIGKILL);
-  EXPECT_EQ(WaitExit(child), -SIGKILL);
+  KillProducerInTheMiddleOfAFrame(ring.get());
   // No other producer comes: the consumer itself sees that the frame's
   // producer is gone.
   std::string got;
