@@ -45,6 +45,8 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
   ~QueueCore() { unregister_after_fork(after_fork_token_); }
 
   ShmRing& ring() { return *ring_; }
+  // Items in this process's feeder, not yet in the ring.
+  int64_t pending() const { return pending_.load(std::memory_order_relaxed); }
   int64_t maxsize() const { return maxsize_; }
   bool joinable() const { return joinable_; }
 
@@ -60,10 +62,10 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     CheckOpen("put");
     std::span<const int> fds;
     if (oob != nullptr) fds = oob->fds;
-    const bool bounded = maxsize_ > 0;
-    // A bounded queue takes its slot first; an unbounded one counts the item
-    // as it writes it.
-    if (bounded && !ring_->AcquireSlot(maxsize_, DeadlineFor(block, timeout))) {
+    // A bounded queue takes its slot first; the ring counts every item as it
+    // is written.
+    if (maxsize_ > 0 &&
+        !ring_->AcquireSlot(maxsize_, DeadlineFor(block, timeout))) {
       throw Full("the queue is full");
     }
     if (joinable_) ring_->AddUnfinished();
@@ -71,22 +73,22 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     // this process's feeder holds nothing (so this item cannot overtake an
     // earlier one of the same thread) and the ring has room.
     if (!feeding_.load(std::memory_order_acquire)) {
-      if (ring_->TryWrite(frame, /*count_put=*/!bounded, fds)) return;
+      if (ring_->TryWrite(frame, fds)) return;
       // The ring is full (or another producer is writing): wait a moment for
       // room rather than hand the item to the feeder, whose buffering costs
       // an allocation and a lock per item and a third busy thread. (256-byte
       // items from one producer: 12M/s median against 7-11M/s without.)
       constexpr auto kPatience = std::chrono::microseconds(500);
       if (ring_->WaitForRoom(frame.size(), !fds.empty(), kPatience) &&
-          ring_->TryWrite(frame, /*count_put=*/!bounded, fds)) {
+          ring_->TryWrite(frame, fds)) {
         return;
       }
     }
-    if (!bounded) ring_->AcquireSlot(0, std::nullopt);  // only counts it
     Pending item{std::string(frame), {}};
     if (oob != nullptr) item.oob = std::move(*oob);
     std::unique_lock<std::mutex> lock(mu_);
     buffer_.push_back(std::move(item));
+    pending_.fetch_add(1, std::memory_order_relaxed);
     feeding_.store(true, std::memory_order_relaxed);
     if (!feeder_started_) StartFeeder();
     if (feeder_waiting_) cv_.notify_one();
@@ -188,6 +190,8 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
       for (const Pending& item : batch)
         frames.push_back({item.bytes, item.oob.fds});
       ring_->Write(std::span<const FdFrame>(frames));
+      pending_.fetch_sub(static_cast<int64_t>(batch.size()),
+                         std::memory_order_relaxed);
       batch.clear();  // closes this process's copies of the descriptors
       lock.lock();
     }
@@ -198,6 +202,7 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
     new (&mu_) std::mutex();
     new (&cv_) std::condition_variable();
     buffer_.clear();
+    pending_.store(0);
     // The parent's feeder thread does not exist here; forget it without
     // std::thread's destructor, which would terminate the program for a
     // joinable thread.
@@ -229,6 +234,8 @@ class QueueCore : public std::enable_shared_from_this<QueueCore> {
   bool feeder_waiting_ = false;
   // Set (under mu_) while buffer_ holds items or the feeder writes them.
   std::atomic<bool> feeding_{false};
+  // Items put through the feeder and not yet written (for qsize()).
+  std::atomic<int64_t> pending_{0};
   std::atomic<bool> closed_{false};
   std::atomic<bool> cancel_join_{false};
   Finalize close_at_exit_;
@@ -292,7 +299,9 @@ std::string_view Queue::get_view(bool block, Timeout timeout,
   return frame;
 }
 
-int64_t Queue::qsize() const { return core_->ring().slots(); }
+int64_t Queue::qsize() const {
+  return core_->ring().frames() + core_->pending();
+}
 bool Queue::empty() const { return core_->ring().Empty(); }
 bool Queue::full() const {
   return core_->maxsize() > 0 && core_->ring().slots() >= core_->maxsize();

@@ -22,10 +22,27 @@
 // hands it to the queue's feeder thread, which writes buffered items in
 // batches as consumers make room; so put never blocks for long on a full
 // ring, as in CPython. A process that exits flushes what its feeder holds
-// unless it called cancel_join_thread(). A consumer killed while blocked in
-// get() does not wedge the others, and the item it was waiting for goes to the
-// next consumer (if it dies while taking that item's file descriptors, the
-// next consumer gets OSError for the item instead).
+// unless it called cancel_join_thread().
+//
+// Processes that die (SIGKILL, a crash) mid-put or mid-get. An item is
+// delivered whole or not at all: a consumer never gets a torn item. A consumer
+// killed in get() does not wedge the others, and an item is taken only once
+// its copy is complete, so the item it was taking (even one larger than the
+// ring, gathered through a spill that the next consumer resumes) goes to the
+// next consumer. What can still be lost:
+//   - an item that get() had returned to a process that then died;
+//   - items a producer put that were still in its feeder thread when it died
+//     (or exited after cancel_join_thread()): qsize() does not count them, but
+//     on a bounded queue their slots stay taken, and a JoinableQueue counts
+//     them as unfinished, so join() waits for them until its timeout;
+//   - an item larger than the ring (4 MiB) whose producer died before it had
+//     written all of it: the consumer that meets it gets OSError ("a producer
+//     died in the middle of putting an item"), and its next get continues
+//     with the items after it;
+//   - an item carrying file descriptors whose consumer died while receiving
+//     them: the next consumer gets OSError for it.
+// A small item whose producer died while writing it is never seen (its seal is
+// written last).
 #ifndef MULTIPROCESSING_QUEUES_QUEUES_H_
 #define MULTIPROCESSING_QUEUES_QUEUES_H_
 
@@ -95,7 +112,8 @@ class Queue {
   }
 
   // Takes the next item; with `block`, waits up to `timeout` for one, else
-  // raises queues::Empty.
+  // raises queues::Empty. OSError if the next item was lost with a process
+  // that died (see above); the next get continues after it.
   template <class T = reduction::Object>
   T get(bool block = true, Timeout timeout = std::nullopt) {
     reduction::OutOfBand oob;
@@ -122,8 +140,9 @@ class Queue {
   std::string_view get_view(bool block = true, Timeout timeout = std::nullopt,
                             reduction::OutOfBand* oob = nullptr);
 
-  // Approximate, as in Python: items put (including those still in feeder
-  // threads) and not yet got.
+  // Approximate, as in Python: items in the queue's ring and in this
+  // process's feeder thread, not yet got. Items in other processes' feeders are
+  // not counted (they may never arrive: their process may die).
   int64_t qsize() const;
   bool empty() const;
   bool full() const;

@@ -32,7 +32,7 @@ using ::multiprocessing::internal::LockResult;
 using ::multiprocessing::internal::RobustMutex;
 
 namespace {
-constexpr uint64_t kMagic = 0x6d702d72696e6705;  // "mp-ring" v5
+constexpr uint64_t kMagic = 0x6d702d72696e6706;  // "mp-ring" v6
 // A frame is its length, a seal word, and the payload, padded to a cache line.
 // The seal is written last: a consumer sees that a frame is complete by
 // reading the seal at its head, so it never reads the producers' `tail` (whose
@@ -88,6 +88,13 @@ std::string_view BytesOf(const FdFrame& frame) { return frame.bytes; }
 std::span<const int> FdsOf(std::string_view) { return {}; }
 std::span<const int> FdsOf(const FdFrame& frame) { return frame.fds; }
 
+[[noreturn]] void RaiseFdsLost() {
+  throw OSError(
+      EBADMSG,
+      "a queue item's file descriptors were lost (a consumer died while "
+      "taking them, or they could not be sent); the item is dropped");
+}
+
 [[noreturn]] void RaiseNoChannel() {
   throw TypeError(
       "this ring cannot carry file descriptors (it was made without a "
@@ -130,10 +137,15 @@ struct RingHeader {
   uint64_t write_stream_end;
   // The sequence number of the next frame with descriptors; under write_lock.
   uint64_t fd_seq;
-  // Items of unbounded queues written straight in by TryWrite, counted under
-  // write_lock: a put that finds room costs no atomic instruction beside the
-  // lock's.
-  std::atomic<int64_t> direct_puts;
+  // Frames sealed in the ring (a streamed one from its header on), counted
+  // under write_lock with a plain store: qsize() counts what the ring holds,
+  // not what producers promised (a producer may die with items in its
+  // feeder).
+  std::atomic<int64_t> frames_in;
+  // 1 + the start of the last streamed frame whose producer died before
+  // finishing it: its consumer drops it. Written under write_lock, before the
+  // frame's end is published.
+  std::atomic<uint64_t> aborted_stream;
 
   // Consumers' side. `head` counts bytes consumed since creation.
   alignas(64) RobustMutex read_lock;
@@ -143,14 +155,19 @@ struct RingHeader {
   // A producer waiting for room sleeps until `head` reaches this, so that it is
   // woken once per large stretch of consumption rather than once per frame.
   std::atomic<uint64_t> space_target;
-  // The end of a frame being streamed out (0 when none), so that the next
-  // consumer can skip the rest of it if its consumer dies; under read_lock.
-  uint64_t read_stream_end;
+  // A frame larger than the ring being streamed out: its start, end (0 when
+  // none) and length word, and how many payload bytes are already in the
+  // spill (see Spill). All under read_lock; `spill_done` is stored before
+  // `head` moves past those bytes, so that the next consumer resumes where a
+  // consumer that died left off and the item is not lost.
+  uint64_t read_stream_start;
+  std::atomic<uint64_t> read_stream_end;
+  uint64_t read_stream_word;
+  std::atomic<uint64_t> spill_done;
   // Frames taken, counted under read_lock.
   std::atomic<int64_t> gets;
 
-  // Items put through AcquireSlot (every put of a bounded queue, and those
-  // of an unbounded one that go through a feeder thread). Each count is
+  // Items put through AcquireSlot (every put of a bounded queue). Each count is
   // written by one side only, so counting costs no cache-line transfer
   // between producers and consumers; `slots` is only the place where
   // producers wait for room.
@@ -269,8 +286,8 @@ std::shared_ptr<ShmRing> ShmRing::Attach(int fd, int channel_send,
     RaiseOSError("mmap", err);
   }
   auto* header = static_cast<RingHeader*>(mapping);
-  if (header->magic != kMagic ||
-      header->capacity + sizeof(RingHeader) != size) {
+  // The file may be longer: the spill follows the ring.
+  if (header->magic != kMagic || header->capacity + sizeof(RingHeader) > size) {
     fail(mapping, size);
   }
   return std::shared_ptr<ShmRing>(
@@ -291,6 +308,7 @@ ShmRing::ShmRing(int fd, void* mapping, size_t mapping_size, int channel_send,
 }
 
 ShmRing::~ShmRing() {
+  if (spill_ != nullptr) munmap(spill_, spill_size_);
   munmap(mapping_, mapping_size_);
   close(fd_);
   CloseChannel(channel_send_, channel_recv_);
@@ -355,15 +373,6 @@ void ShmRing::WriteSmall(uint64_t tail, std::string_view frame,
   header_->tail.store(end, std::memory_order_release);
 }
 
-bool ShmRing::WaitForData(uint64_t head, uint64_t needed,
-                          Deadline deadline) const {
-  auto* h = header_;
-  return WaitUntil(
-      &h->data_seq, &h->data_waiters,
-      [&] { return h->tail.load(std::memory_order_acquire) - head >= needed; },
-      deadline);
-}
-
 bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
   RingHeader* h = header_;
   auto ready = [&] { return HasSpace(tail, needed); };
@@ -390,6 +399,12 @@ bool ShmRing::WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline) {
   return true;
 }
 
+void ShmRing::CountFrameIn() {
+  // Under write_lock: a plain store, no atomic instruction.
+  std::atomic<int64_t>& n = header_->frames_in;
+  n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 void ShmRing::Publish(uint64_t tail) {
   header_->tail.store(tail, std::memory_order_release);
   Wake(&header_->data_seq, &header_->data_waiters);
@@ -397,24 +412,18 @@ void ShmRing::Publish(uint64_t tail) {
 
 uint64_t ShmRing::StreamIn(uint64_t tail, uint64_t end, const char* data,
                            uint64_t data_size) {
-  // After `data_size` bytes of `data`, zeros up to `end` (the padding, or the
-  // rest of a dead producer's frame, which will fail to unpickle).
-  static const char kZeros[4096] = {};
+  // After `data_size` bytes of `data`, the ring is only passed over up to
+  // `end` (the padding, or the rest of a dead producer's frame, which its
+  // consumer drops): nobody reads those bytes.
   while (tail < end) {
     uint64_t chunk = std::min<uint64_t>(end - tail, capacity_ / 4);
-    const char* src = data;
-    if (data_size > 0) {
-      chunk = std::min(chunk, data_size);
-    } else {
-      src = kZeros;
-      chunk = std::min<uint64_t>(chunk, sizeof(kZeros));
-    }
+    if (data_size > 0) chunk = std::min(chunk, data_size);
     const bool last = tail + chunk == end;
     // The last piece also makes room for the next frame's seal, cleared
     // before the frame's end is published.
     WaitForSpace(tail, chunk + (last ? kFrameHeader : 0), std::nullopt);
-    CopyIn(tail, src, chunk);
     if (data_size > 0) {
+      CopyIn(tail, data, chunk);
       data += chunk;
       data_size -= chunk;
     }
@@ -430,14 +439,18 @@ uint64_t ShmRing::Recover(uint64_t tail) {
   while (true) {
     if (h->write_stream_end != 0) {
       // A producer died streaming a large frame. If its header was sealed, a
-      // consumer may be reading it: complete it with zeros (which will fail to
-      // unpickle) so that the frames after it stay readable. Otherwise nobody
-      // saw it.
-      if (FrameReady(h->write_stream_start)) {
-        tail = StreamIn(std::max(tail, h->write_stream_start + kFrameHeader),
-                        h->write_stream_end, nullptr, 0);
+      // consumer may be reading it: mark it aborted and pass over the rest,
+      // so that its consumer drops it and the frames after it stay readable.
+      // Otherwise nobody saw it.
+      const uint64_t start = h->write_stream_start;
+      if (FrameReady(start)) {
+        const uint64_t from = std::max(tail, start + kFrameHeader);
+        if (from < h->write_stream_end) {
+          h->aborted_stream.store(start + 1, std::memory_order_relaxed);
+          tail = StreamIn(from, h->write_stream_end, nullptr, 0);
+        }
       } else {
-        tail = h->write_stream_start;
+        tail = start;
       }
       h->write_stream_end = 0;
       continue;
@@ -559,6 +572,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
         WaitForSpace(tail, needed, std::nullopt);
       }
       WriteSmall(tail, bytes, flags);
+      CountFrameIn();
       tail += FrameSpan(size);
       // Consumers see each frame at once by its seal; waking sleepers (a
       // fence and a shared read) is done once per stretch.
@@ -572,6 +586,8 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
       h->write_stream_end = tail + FrameSpan(size);
       *Word64(tail) = size | flags;
       __atomic_store_n(Word64(tail + 8), SealOf(tail), __ATOMIC_RELEASE);
+      // Counted from its header on: a consumer takes it, whole or aborted.
+      CountFrameIn();
       Publish(tail += kFrameHeader);
       tail = StreamIn(tail, h->write_stream_end, bytes.data(), size);
       h->write_stream_end = 0;
@@ -584,8 +600,7 @@ size_t ShmRing::WriteFrames(std::span<const Frame> frames, Deadline deadline) {
   return written;
 }
 
-bool ShmRing::TryWrite(std::string_view frame, bool count_put,
-                       std::span<const int> fds) {
+bool ShmRing::TryWrite(std::string_view frame, std::span<const int> fds) {
   RingHeader* h = header_;
   if (!fds.empty() && channel_send_ < 0) RaiseNoChannel();
   const uint64_t size = FramedSize(frame.size(), !fds.empty());
@@ -606,10 +621,7 @@ bool ShmRing::TryWrite(std::string_view frame, bool count_put,
   }
   if (fits) {
     WriteSmall(tail, frame, flags);
-    if (count_put) {
-      h->direct_puts.store(h->direct_puts.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
-    }
+    CountFrameIn();
     Wake(&h->data_seq, &h->data_waiters);
   }
   ::multiprocessing::internal::Unlock(&h->write_lock);
@@ -644,104 +656,216 @@ bool ShmRing::WaitForRoom(size_t size, bool with_fds,
   return true;
 }
 
+char* ShmRing::Spill(uint64_t size) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t length = std::max<size_t>((size + page - 1) & ~(page - 1), page);
+  if (spill_ != nullptr && spill_size_ >= length) return spill_;
+  // The spill lives in the ring's memfd after the ring, so that every process
+  // that holds the ring can map it; the file only grows (under read_lock).
+  const off_t offset = static_cast<off_t>(
+      (sizeof(RingHeader) + capacity_ + page - 1) & ~(page - 1));
+  struct stat st;
+  if (fstat(fd_, &st) != 0) RaiseOSError("fstat", errno);
+  if (st.st_size < offset + static_cast<off_t>(length) &&
+      ftruncate(fd_, offset + static_cast<off_t>(length)) != 0) {
+    RaiseOSError("ftruncate", errno);
+  }
+  void* p =
+      mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, offset);
+  if (p == MAP_FAILED) RaiseOSError("mmap", errno);
+  if (spill_ != nullptr) munmap(spill_, spill_size_);
+  spill_ = static_cast<char*>(p);
+  spill_size_ = length;
+  return spill_;
+}
+
+void ShmRing::CommitHead(uint64_t head) {
+  RingHeader* h = header_;
+  h->head.store(head, std::memory_order_release);
+  LightFence();
+  if (h->space_waiters.load(std::memory_order_relaxed) != 0 &&
+      head >= h->space_target.load(std::memory_order_relaxed)) {
+    h->space_seq.fetch_add(1);
+    FutexWakeAll(&h->space_seq);
+  }
+}
+
+void ShmRing::CountGet() {
+  std::atomic<int64_t>& n = header_->gets;
+  n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+bool ShmRing::AbortIfWriterDied(uint64_t start, uint64_t end) {
+  RingHeader* h = header_;
+  uint32_t holder = h->write_lock.owner.load(std::memory_order_relaxed);
+  if (holder == 0 || !::multiprocessing::internal::ThreadGone(holder) ||
+      !h->write_lock.owner.compare_exchange_strong(
+          holder, ::multiprocessing::internal::Tid(), std::memory_order_acquire,
+          std::memory_order_relaxed)) {
+    return false;
+  }
+  // This consumer now holds both locks, and has taken every byte published:
+  // the ring is empty, so it may move both ends past the dead frame.
+  const bool ours =
+      h->write_stream_end == end && h->write_stream_start == start;
+  if (ours) {
+    __atomic_store_n(Word64(end + 8), 0, __ATOMIC_RELAXED);
+    h->aborted_stream.store(start + 1, std::memory_order_relaxed);
+    h->write_stream_end = 0;
+    h->tail.store(end, std::memory_order_release);
+    CommitHead(end);
+  }
+  // Otherwise the next producer repairs what the dead one left (Recover).
+  ::multiprocessing::internal::Unlock(&h->write_lock);
+  return ours;
+}
+
+ShmRing::StreamResult ShmRing::StreamOut(std::string* out, Deadline deadline) {
+  RingHeader* h = header_;
+  const uint64_t start = h->read_stream_start;
+  const uint64_t end = h->read_stream_end.load(std::memory_order_relaxed);
+  const uint64_t size = h->read_stream_word & ~kFdsFlag;
+  const uint64_t payload = start + kFrameHeader;
+  char* spill = Spill(size);
+  uint64_t done = h->spill_done.load(std::memory_order_relaxed);
+  out->resize(size);
+  // What a consumer that died had already taken.
+  std::memcpy(out->data(), spill, done);
+  uint64_t head =
+      std::max(h->head.load(std::memory_order_relaxed), payload + done);
+  // Once under way, wait a little for a live producer even past a short
+  // deadline (get_nowait of a large item), but never for a dead one.
+  if (deadline) {
+    deadline = std::max(*deadline, std::chrono::steady_clock::now() +
+                                       std::chrono::milliseconds(100));
+  }
+  auto has_data = [&] {
+    return h->tail.load(std::memory_order_acquire) > head;
+  };
+  while (head < end) {
+    while (!has_data()) {
+      // Every so often: has the producer died in the middle of the frame?
+      auto slice =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+      if (deadline && *deadline < slice) slice = *deadline;
+      if (WaitUntil(&h->data_seq, &h->data_waiters, has_data, slice)) break;
+      if (AbortIfWriterDied(start, end)) {
+        head = end;
+        break;
+      }
+      if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+        // Left for the next Read, which resumes here.
+        CommitHead(head);
+        return StreamResult::kTimeout;
+      }
+    }
+    if (head >= end) break;
+    const uint64_t until =
+        std::min(h->tail.load(std::memory_order_acquire), end);
+    // Payload bytes in [head, until), through the spill in pieces that stay
+    // in the cache between the two copies; the padding is skipped.
+    const uint64_t copy_end = std::min(until, payload + size);
+    constexpr uint64_t kPiece = 256 * 1024;
+    while (payload + done < copy_end) {
+      const uint64_t n = std::min(copy_end - (payload + done), kPiece);
+      CopyOut(payload + done, spill + done, n);
+      std::memcpy(out->data() + done, spill + done, n);
+      done += n;
+      // Stored before `head` moves past the bytes (CommitHead's release).
+      h->spill_done.store(done, std::memory_order_relaxed);
+    }
+    CommitHead(head = until);
+  }
+  return h->aborted_stream.load(std::memory_order_acquire) == start + 1
+             ? StreamResult::kAborted
+             : StreamResult::kDone;
+}
+
 bool ShmRing::Read(std::string* out, Deadline deadline, std::vector<int>* fds) {
   RingHeader* h = header_;
   if (LockRing(&h->read_lock, deadline) == LockResult::kTimeout) return false;
-  uint64_t head = h->head.load(std::memory_order_relaxed);
-  auto count_get = [&] {
-    h->gets.store(h->gets.load(std::memory_order_relaxed) + 1,
-                  std::memory_order_release);
-  };
-  auto commit = [&](uint64_t new_head) {
-    head = new_head;
-    h->head.store(head, std::memory_order_release);
-    LightFence();
-    if (h->space_waiters.load(std::memory_order_relaxed) != 0 &&
-        head >= h->space_target.load(std::memory_order_relaxed)) {
-      h->space_seq.fetch_add(1);
-      FutexWakeAll(&h->space_seq);
+  auto unlock = [&] { ::multiprocessing::internal::Unlock(&h->read_lock); };
+  uint64_t word;
+  if (h->read_stream_end.load(std::memory_order_relaxed) != 0) {
+    // A consumer died streaming a large frame out: take it over from there.
+    word = h->read_stream_word;
+  } else {
+    const uint64_t head = h->head.load(std::memory_order_relaxed);
+    if (!WaitUntil(
+            &h->data_seq, &h->data_waiters, [&] { return FrameReady(head); },
+            deadline)) {
+      unlock();
+      return false;
     }
-  };
-  if (h->read_stream_end != 0) {
-    // A consumer died while streaming a large frame out: that frame is lost;
-    // skip the rest of it.
-    while (head < h->read_stream_end) {
-      WaitForData(head, 1, std::nullopt);
-      commit(std::min(h->tail.load(std::memory_order_acquire),
-                      h->read_stream_end));
+    word = *Word64(head);
+    const uint64_t size = word & ~kFdsFlag;
+    if (size > kMaxFrame) {
+      unlock();
+      throw ValueError(absl::StrCat("a queue's buffer holds a frame of ", size,
+                                    " bytes: it was corrupted"));
     }
-    h->read_stream_end = 0;
-    count_get();  // it is gone: its slot is free
+    if (!Streamed(size)) {
+      // Small frames are sealed whole; the frame is taken (head moves) only
+      // once copied, so a consumer that dies leaves it to the next one.
+      out->resize(size);
+      CopyOut(head + kFrameHeader, out->data(), size);
+      const bool fds_ok = TakeFds(word, out, fds);
+      CountGet();
+      CommitHead(head + FrameSpan(size));
+      unlock();
+      if (!fds_ok) RaiseFdsLost();
+      return true;
+    }
+    h->read_stream_start = head;
+    h->read_stream_word = word;
+    h->spill_done.store(0, std::memory_order_relaxed);
+    h->read_stream_end.store(head + FrameSpan(size), std::memory_order_release);
   }
-  if (!WaitUntil(
-          &h->data_seq, &h->data_waiters, [&] { return FrameReady(head); },
-          deadline)) {
-    ::multiprocessing::internal::Unlock(&h->read_lock);
+  StreamResult result;
+  try {
+    result = StreamOut(out, deadline);
+  } catch (...) {
+    unlock();
+    throw;
+  }
+  if (result == StreamResult::kTimeout) {
+    unlock();
     return false;
   }
-  const uint64_t word = *Word64(head);
-  const bool has_fds = (word & kFdsFlag) != 0;
-  const uint64_t size = word & ~kFdsFlag;
-  // The frame's descriptors, taken under the lock while the frame is still
-  // there (so that a consumer that dies leaves the frame to the next one).
-  bool fds_lost = false;
-  auto take_fds = [&] {
-    if (!has_fds) return;
-    if (size < kSeqSize || channel_recv_ < 0) {
-      fds_lost = true;
-      return;
-    }
-    uint64_t seq;
-    std::memcpy(&seq, out->data(), kSeqSize);
-    out->erase(0, kSeqSize);
-    fds_lost = !RecvFds(seq, fds);
-  };
-  if (size > kMaxFrame) {
-    ::multiprocessing::internal::Unlock(&h->read_lock);
-    throw ValueError(absl::StrCat("a queue's buffer holds a frame of ", size,
-                                  " bytes: it was corrupted"));
+  // The item is taken only now: a consumer that dies before this point leaves
+  // it (from the spill) to the next one.
+  const bool fds_ok =
+      result == StreamResult::kAborted || TakeFds(word, out, fds);
+  // Taken: a consumer that dies from here on has the item (the next one must
+  // not get it again), at worst miscounted.
+  h->read_stream_end.store(0, std::memory_order_relaxed);
+  CountGet();
+  unlock();
+  if (result == StreamResult::kAborted) {
+    out->clear();
+    throw OSError(EPIPE,
+                  "a producer died in the middle of putting an item larger "
+                  "than the queue's buffer; the item is dropped (the next get "
+                  "continues with the items after it)");
   }
-  out->resize(size);
-  if (!Streamed(size)) {
-    // Small frames are sealed whole.
-    CopyOut(head + kFrameHeader, out->data(), size);
-    take_fds();
-    count_get();
-    commit(head + FrameSpan(size));
-  } else {
-    const uint64_t payload = head + kFrameHeader;
-    h->read_stream_end = head + FrameSpan(size);
-    commit(payload);
-    char* p = out->data();
-    while (head < h->read_stream_end) {
-      WaitForData(head, 1, std::nullopt);
-      uint64_t until =
-          std::min(h->tail.load(std::memory_order_acquire), h->read_stream_end);
-      // Payload bytes in [head, until); the padding after `size` is skipped.
-      uint64_t copy_end = std::min(until, payload + size);
-      if (copy_end > head) {
-        CopyOut(head, p, copy_end - head);
-        p += copy_end - head;
-      }
-      commit(until);
-    }
-    h->read_stream_end = 0;
-    take_fds();
-    count_get();
-  }
-  ::multiprocessing::internal::Unlock(&h->read_lock);
-  if (fds_lost) {
-    throw OSError(
-        EBADMSG,
-        "a queue item's file descriptors were lost (a consumer died while "
-        "taking them, or they could not be sent); the item is dropped");
-  }
+  if (!fds_ok) RaiseFdsLost();
   return true;
 }
 
+bool ShmRing::TakeFds(uint64_t word, std::string* out, std::vector<int>* fds) {
+  if ((word & kFdsFlag) == 0) return true;
+  if (out->size() < kSeqSize || channel_recv_ < 0) return false;
+  uint64_t seq;
+  std::memcpy(&seq, out->data(), kSeqSize);
+  out->erase(0, kSeqSize);
+  return RecvFds(seq, fds);
+}
+
 bool ShmRing::Empty() const {
+  // A frame left half taken by a consumer that died is still there.
   return header_->tail.load(std::memory_order_acquire) ==
-         header_->head.load(std::memory_order_acquire);
+             header_->head.load(std::memory_order_acquire) &&
+         header_->read_stream_end.load(std::memory_order_relaxed) == 0;
 }
 
 bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
@@ -750,7 +874,6 @@ bool ShmRing::AcquireSlot(int64_t maxsize, Deadline deadline) {
     h->puts.fetch_add(1);
     return true;
   }
-  // Bounded queues count every put here, so direct_puts stays 0.
   auto has_room = [&] { return h->puts.load() - h->gets.load() < maxsize; };
   while (true) {
     int64_t p = h->puts.load();
@@ -769,8 +892,13 @@ void ShmRing::WakeSlotWaiters() {
 }
 
 int64_t ShmRing::slots() const {
-  return header_->puts.load() + header_->direct_puts.load() -
-         header_->gets.load();
+  return header_->puts.load() - header_->gets.load();
+}
+
+int64_t ShmRing::frames() const {
+  // The two counts are read apart: never report less than nothing.
+  const int64_t gets = header_->gets.load();
+  return std::max<int64_t>(header_->frames_in.load() - gets, 0);
 }
 
 void ShmRing::AddUnfinished() { header_->unfinished.value.fetch_add(1); }

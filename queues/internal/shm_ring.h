@@ -9,6 +9,15 @@
 // are robust mutexes, and the read position is committed only after a whole
 // frame has been copied out, so the frame stays for the next consumer).
 //
+// A frame larger than the ring streams through it. Its consumer gathers it in
+// a spill (the same memfd, after the ring) and records its progress there, so
+// a consumer killed half-way leaves the rest of the work, and the frame, to the
+// next one. Its producer writes the frame's header first and the rest as room
+// is made: if it dies half-way, the frame is marked aborted (by the next
+// producer, or by a consumer waiting for the rest that finds the producer's
+// thread gone) and its consumer gets OSError instead of a torn frame. A small
+// frame is never seen before its seal, written last.
+//
 // The memory is a memfd: forked children inherit the mapping, other processes
 // map the fd they receive.
 //
@@ -88,10 +97,8 @@ class ShmRing {
                Deadline deadline = std::nullopt);
 
   // Appends one frame if it fits now and no other producer is writing; never
-  // waits. `count_put`: count it in slots() (for a queue without maxsize,
-  // whose put took no slot). `fds` travel with it (see Write).
-  bool TryWrite(std::string_view frame, bool count_put = false,
-                std::span<const int> fds = {});
+  // waits. `fds` travel with it (see Write).
+  bool TryWrite(std::string_view frame, std::span<const int> fds = {});
 
   // Waits up to `patience` for TryWrite of a `size`-byte frame (carrying
   // descriptors if `with_fds`) to fit, and for a quarter of the ring to be
@@ -104,13 +111,21 @@ class ShmRing {
 
   // Takes the next frame into `*out`, counting it as got in slots(), and its
   // descriptors into `*fds` (closed if `fds` is null). Returns false if
-  // `deadline` passed first. OSError (the frame is gone) if its descriptors
-  // were lost with a consumer that died.
+  // `deadline` passed first (a frame larger than the ring that was under way
+  // is left for the next Read, which resumes it). A frame is taken only once
+  // it is copied whole, so a consumer that dies leaves it to the next one.
+  // OSError (the frame is gone, the next Read continues after it) if its
+  // descriptors were lost with a consumer that died, or if its producer died
+  // in the middle of a frame larger than the ring: a consumer never gets a
+  // torn frame.
   bool Read(std::string* out, Deadline deadline = std::nullopt,
             std::vector<int>* fds = nullptr);
 
-  // True if no whole frame is waiting (a frame being written does not count).
+  // True if nothing is waiting, not even a part of a frame.
   bool Empty() const;
+  // Frames in the ring (a frame larger than the ring counts from its header
+  // on), not yet taken.
+  int64_t frames() const;
 
   // Queue's item count, shared by every process: put takes a slot (waiting
   // while `maxsize` are taken, if `maxsize` > 0; false on timeout), and Read
@@ -143,7 +158,24 @@ class ShmRing {
   // Receives the message of the frame numbered `seq` into `*fds` (closing
   // those of older, orphaned messages); false if it is gone.
   bool RecvFds(uint64_t seq, std::vector<int>* fds);
-  bool WaitForData(uint64_t head, uint64_t needed, Deadline deadline) const;
+  enum class StreamResult { kDone, kAborted, kTimeout };
+  // Under the consumers' lock: copies the frame larger than the ring recorded
+  // in the header into `*out` through the spill, resuming where a consumer
+  // that died left off.
+  StreamResult StreamOut(std::string* out, Deadline deadline);
+  // While streaming out the frame [start, end) with every published byte
+  // taken: if its producer died, takes the producers' lock over and moves
+  // both ends of the ring past the frame. Returns whether it did.
+  bool AbortIfWriterDied(uint64_t start, uint64_t end);
+  // This process's mapping of the spill, at least `size` bytes: where a frame
+  // larger than the ring is gathered, in the ring's memfd after the ring.
+  char* Spill(uint64_t size);
+  // Takes the descriptors of a frame whose length word is `word` (removing
+  // their sequence number from `*out`); false if they are lost.
+  bool TakeFds(uint64_t word, std::string* out, std::vector<int>* fds);
+  void CommitHead(uint64_t head);
+  void CountGet();
+  void CountFrameIn();
   bool WaitForSpace(uint64_t tail, uint64_t needed, Deadline deadline);
   // Whether `needed` bytes are free at `tail`, re-reading the consumers' head
   // only when the cached one says no. Under the producers' lock.
@@ -174,6 +206,9 @@ class ShmRing {
   // This process's last view of the consumers' head; under the producers'
   // lock.
   uint64_t cached_head_ = 0;
+  // This process's mapping of the spill; under the consumers' lock.
+  char* spill_ = nullptr;
+  size_t spill_size_ = 0;
 };
 
 }  // namespace multiprocessing::queues::internal
