@@ -31,8 +31,16 @@
 // task runs too long; that task fails with TimeoutError.
 //
 // Callbacks run on the pool's result-handling thread in completion order, and
-// must not block for long (they hold up every other result). The destructor
-// terminates the pool, as leaving Python's `with Pool() as p:` block does.
+// must not block for long (they hold up every other result). A callback may
+// submit work (apply_async, map_async) but not wait on its own pool: there
+// apply(), map(), starmap(), join(), AsyncResult::get() / wait() and imap's
+// next() raise RuntimeError instead of waiting for a result that only the
+// blocked thread could deliver (CPython's pool hangs). A callback may call
+// terminate(). The destructor terminates the pool, as leaving Python's
+// `with Pool() as p:` block does, and always returns.
+//
+// A map whose chunk failed has its outcome: its chunks not yet started are
+// dropped instead of run.
 #ifndef MULTIPROCESSING_POOL_POOL_H_
 #define MULTIPROCESSING_POOL_POOL_H_
 
@@ -120,8 +128,10 @@ namespace internal {
 template <class V>
 class ResultState {
  public:
-  explicit ResultState(Callbacks<V> callbacks)
-      : callbacks_(std::move(callbacks)) {}
+  // `owner`: the pool whose result thread delivers the outcome (waiting for
+  // it on that thread raises RuntimeError), or null.
+  explicit ResultState(Callbacks<V> callbacks, const PoolCore* owner = nullptr)
+      : callbacks_(std::move(callbacks)), owner_(owner) {}
 
   // The first outcome wins; later ones are ignored. Callbacks run before
   // waiters wake, as in CPython.
@@ -163,6 +173,11 @@ class ResultState {
   }
   bool wait(Timeout timeout) const {
     std::unique_lock<std::mutex> lock(mu_);
+    if (ready_) return true;
+    // A zero timeout only polls, which is harmless anywhere.
+    if (!timeout || timeout->count() > 0) {
+      CheckNotResultThread(owner_, "AsyncResult.get() or wait()");
+    }
     if (!timeout) {
       cv_.wait(lock, [&] { return ready_; });
       return true;
@@ -198,6 +213,7 @@ class ResultState {
   }
 
   Callbacks<V> callbacks_;
+  const PoolCore* const owner_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   bool settled_ = false;  // an outcome was chosen
@@ -284,6 +300,9 @@ class MapJob final : public TypedJob<T> {
     --left_;
     failed_ = true;
     values_.clear();
+    // The map's outcome is this error whatever its other chunks do, so
+    // those not started yet need not run (CPython runs them all).
+    this->Abandon();
     state_->SetError(error);
   }
   bool has_callbacks() const override { return state_->has_callbacks(); }
@@ -324,7 +343,8 @@ template <class T>
 class IMapJob final : public TypedJob<T> {
  public:
   using Outcome = std::variant<std::vector<T>, std::exception_ptr>;
-  IMapJob(size_t chunks, bool ordered) : chunks_(chunks), ordered_(ordered) {}
+  IMapJob(size_t chunks, bool ordered, const PoolCore* owner = nullptr)
+      : chunks_(chunks), ordered_(ordered), owner_(owner) {}
 
   void DeliverValues(uint32_t chunk, std::vector<T> values) override {
     Put(chunk, Outcome(std::move(values)));
@@ -344,6 +364,9 @@ class IMapJob final : public TypedJob<T> {
         return ordered_ ? done_.count(static_cast<uint32_t>(taken_)) > 0
                         : !arrived_.empty();
       };
+      if (!ready() && (!timeout || timeout->count() > 0)) {
+        CheckNotResultThread(owner_, "IMapIterator.next()");
+      }
       if (!timeout) {
         cv_.wait(lock, ready);
       } else if (!cv_.wait_for(lock, *timeout, ready)) {
@@ -383,6 +406,7 @@ class IMapJob final : public TypedJob<T> {
 
   const size_t chunks_;
   const bool ordered_;
+  const PoolCore* const owner_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint32_t, Outcome> done_;  // ordered: by chunk
@@ -483,6 +507,7 @@ class PoolApi {
   template <class R, class... P>
   ResultType<R> apply(R (*fn)(P...),
                       std::type_identity_t<std::tuple<Decay<P>...>> args = {}) {
+    CheckNotResultThread(core_.get(), "Pool.apply()");
     HelpScope help(*core_);
     AsyncResult<ResultType<R>> result = apply_async(fn, std::move(args));
     help.Wait([&] { return result.ready(); });
@@ -495,7 +520,8 @@ class PoolApi {
       std::type_identity_t<Callbacks<ResultType<R>>> callbacks = {}) {
     using T = ResultType<R>;
     core_->CheckRunning();
-    auto state = std::make_shared<ResultState<T>>(std::move(callbacks));
+    auto state =
+        std::make_shared<ResultState<T>>(std::move(callbacks), core_.get());
     auto job = std::make_shared<ApplyJob<T>>(state);
     std::vector<std::tuple<Decay<P>...>> one;
     one.push_back(std::move(args));
@@ -509,6 +535,7 @@ class PoolApi {
   std::vector<ResultType<R>> map(
       R (*fn)(P), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
+    CheckNotResultThread(core_.get(), "Pool.map()");
     // The result thread handles results while this thread is still pickling
     // arguments; this thread helps once all are submitted.
     auto result = map_async(fn, iterable, chunksize);
@@ -530,6 +557,7 @@ class PoolApi {
   std::vector<ResultType<R>> starmap(
       R (*fn)(P...), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
+    CheckNotResultThread(core_.get(), "Pool.starmap()");
     // The result thread handles results while this thread is still pickling
     // arguments; this thread helps once all are submitted.
     auto result = starmap_async(fn, iterable, chunksize);
@@ -561,10 +589,15 @@ class PoolApi {
 
   // No more tasks; workers exit once the queued tasks are done.
   void close() { core_->close(); }
-  // Stops the workers now; unfinished tasks fail.
+  // Stops the workers now; unfinished tasks fail. From a callback it stops
+  // the workers and fails the tasks, and the destructor finishes the rest.
   void terminate() { core_->terminate(); }
   // Waits for the workers to exit; after close() or terminate() only.
-  void join() { core_->join(); }
+  // RuntimeError from a callback (it would wait for its own thread).
+  void join() {
+    CheckNotResultThread(core_.get(), "Pool.join()");
+    core_->join();
+  }
   // The number of workers.
   int processes() const { return core_->processes(); }
 
@@ -586,8 +619,8 @@ class PoolApi {
         chunksize ? *chunksize : DefaultChunksize(n, core_->processes());
     if (n > 0 && size == 0)
       throw ValueError("chunksize must be at least 1; got 0");
-    auto state =
-        std::make_shared<ResultState<std::vector<T>>>(std::move(callbacks));
+    auto state = std::make_shared<ResultState<std::vector<T>>>(
+        std::move(callbacks), core_.get());
     auto job = std::make_shared<MapJob<T>>(state, n, size);
     if (n > 0) SubmitChunks<kStar>(fn, job, iterable, n, size);
     return MapResult<T>(std::move(state));
@@ -601,8 +634,8 @@ class PoolApi {
     if (chunksize < 1) throw ValueError("chunksize must be at least 1; got 0");
     const size_t n = static_cast<size_t>(
         std::distance(std::begin(iterable), std::end(iterable)));
-    auto job =
-        std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize, ordered);
+    auto job = std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize,
+                                            ordered, core_.get());
     if (n > 0) SubmitChunks<false>(fn, job, iterable, n, chunksize);
     return IMapIterator<T>(std::move(job));
   }

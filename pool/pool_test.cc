@@ -2,7 +2,9 @@
 // initializer, maxtasksperchild, and workers dying in the middle of a task.
 #include "pool/pool.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -81,6 +83,28 @@ void init_worker(int value) { g_initialized.store(value); }
 int read_initialized() { return g_initialized.load(); }
 void init_throws() { throw mp::ValueError("initializer trouble"); }
 
+// Counts its runs in the file named by $POOL_TEST_RUNS (one byte a run, so
+// that runs in every worker process add up), takes a few ms, and fails on a
+// negative item: -1 kills its worker, -2 throws.
+int count_run(int x) {
+  int fd = open(std::getenv("POOL_TEST_RUNS"), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd >= 0) {
+    [[maybe_unused]] ssize_t n = write(fd, "r", 1);
+    close(fd);
+  }
+  if (x == -1) raise(SIGKILL);
+  if (x == -2) throw mp::ValueError("minus two");
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return x;
+}
+
+// Creates `path`, then sleeps: a task the test can see running.
+int announce_and_sleep(std::string path) {
+  close(open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  std::this_thread::sleep_for(std::chrono::seconds(20));
+  return 0;
+}
+
 int unregistered_square(int x) { return x * x; }
 
 struct NoPickle {
@@ -106,6 +130,8 @@ MP_REGISTER_FUNCTION(pool_test::die_on_three);
 MP_REGISTER_FUNCTION(pool_test::init_worker);
 MP_REGISTER_FUNCTION(pool_test::read_initialized);
 MP_REGISTER_FUNCTION(pool_test::init_throws);
+MP_REGISTER_FUNCTION(pool_test::count_run);
+MP_REGISTER_FUNCTION(pool_test::announce_and_sleep);
 
 namespace {
 
@@ -592,6 +618,132 @@ TEST_P(PoolTest, TooLargeArgumentsFailTheCall) {
   EXPECT_EQ(pool->apply(length, {std::string(1000, 'y')}), 1000u);
 }
 
+// What a callback may not do: wait on its own pool, whose results only the
+// thread running the callback delivers. Each such call raises RuntimeError
+// (CPython's pool hangs), submitting more work still works, and the pool's
+// destructor returns. (Before the fix this test hung; the watchdog bounds it.)
+TEST_P(PoolTest, BlockingCallsFromACallbackRaise) {
+  AnyPool pool = Make();
+  std::mutex mu;
+  std::vector<std::string> raised;  // "call: message"
+  std::vector<mp::pool::AsyncResult<int>> chained;
+  auto expect_runtime_error = [&](const char* call, auto&& f) {
+    std::string outcome = std::string(call) + ": did not raise";
+    try {
+      f();
+    } catch (const mp::RuntimeError& e) {
+      outcome = std::string(call) + ": " + e.what();
+    } catch (const std::exception& e) {
+      outcome = std::string(call) + ": wrong exception " + e.what();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    raised.push_back(outcome);
+  };
+  auto in_callback = [&] {
+    expect_runtime_error("apply", [&] { pool->apply(square, {2}); });
+    expect_runtime_error("map", [&] { pool->map(square, Range(3)); });
+    expect_runtime_error("starmap", [&] {
+      pool->starmap(add, std::vector<std::tuple<int, int>>{{1, 2}});
+    });
+    auto next = pool->apply_async(square, {5});  // allowed
+    expect_runtime_error("get", [&] { next.get(); });
+    expect_runtime_error("get(timeout)", [&] { next.get(kLong); });
+    expect_runtime_error("wait", [&] { next.wait(); });
+    auto it = pool->imap(square, Range(2));
+    expect_runtime_error("imap next", [&] { it.next(); });
+    expect_runtime_error("join", [&] { pool->join(); });
+    std::lock_guard<std::mutex> lock(mu);
+    chained.push_back(next);
+  };
+  auto ok = pool->apply_async(square, {3},
+                              {.callback = [&](const int&) { in_callback(); }});
+  auto failed = pool->apply_async(
+      fail_on_five, {5},
+      {.error_callback = [&](const std::exception&) { in_callback(); }});
+  EXPECT_EQ(ok.get(kLong), 9);
+  EXPECT_THROW(failed.get(kLong), mp::ValueError);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(raised.size(), 16u);
+    for (const std::string& r : raised) {
+      EXPECT_NE(r.find("result-handling thread"), std::string::npos) << r;
+    }
+    ASSERT_EQ(chained.size(), 2u);
+  }
+  // What the callbacks submitted ran, and the pool still works.
+  for (auto& r : chained) EXPECT_EQ(r.get(kLong), 25);
+  EXPECT_EQ(pool->map(square, Range(10)), Squares(10));
+  pool.reset();  // returns
+}
+
+// terminate() from a callback stops the pool; the destructor returns.
+TEST_P(PoolTest, TerminateFromACallback) {
+  AnyPool pool = Make();
+  std::atomic<bool> terminated{false};
+  auto r = pool->apply_async(square, {3}, {.callback = [&](const int&) {
+                               pool->terminate();
+                               terminated = true;
+                             }});
+  EXPECT_EQ(r.get(kLong), 9);
+  EXPECT_TRUE(terminated.load());
+  EXPECT_THROW(pool->apply_async(square, {1}), mp::ValueError);
+  pool.reset();
+}
+
+// A map that failed does not run its other chunks: the next map is not
+// queued behind them. Counted in runs, not time.
+TEST_P(PoolTest, FailedMapDropsItsUnstartedChunks) {
+  const char* runs = std::getenv("POOL_TEST_RUNS");
+  ASSERT_NE(runs, nullptr);
+  close(open(runs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  AnyPool pool = Make();
+  std::vector<int> items = Range(200);
+  items[2] = threads() ? -2 : -1;  // a worker dies (a thread throws)
+  auto failed = pool->map_async(count_run, items, 1);
+  if (threads()) {
+    EXPECT_THROW(failed.get(kLong), mp::ValueError);
+  } else {
+    EXPECT_THROW(failed.get(kLong), mp::ProcessError);
+  }
+  // Runs behind the failed map's chunks that were already handed out.
+  EXPECT_EQ(pool->map(square, Range(20), 1), Squares(20));
+  struct stat st {};
+  ASSERT_EQ(stat(runs, &st), 0);
+  std::cout << "chunks of the failed map that ran: " << st.st_size << " of 200"
+            << std::endl;
+  // Without the cancellation all 200 run before the second map.
+  EXPECT_LT(st.st_size, 40);
+  EXPECT_GE(st.st_size, 3);
+}
+
+// After terminate(), a task that was running says the pool was terminated,
+// not that its worker was replaced.
+TEST_P(PoolTest, TerminateSaysWhatHappened) {
+  if (threads()) GTEST_SKIP() << "a thread's running task is not stopped";
+  const std::string started =
+      std::string(std::getenv("TEST_TMPDIR")) + "/started-" + GetParam();
+  unlink(started.c_str());
+  AnyPool pool = Make();
+  auto r = pool->apply_async(announce_and_sleep, {started});
+  auto deadline = std::chrono::steady_clock::now() + kLong;
+  while (access(started.c_str(), F_OK) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);  // polls a condition, with a deadline
+  }
+  ASSERT_EQ(access(started.c_str(), F_OK), 0);
+  pool->terminate();
+  try {
+    r.get(kLong);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::ProcessError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("terminated"), std::string::npos) << what;
+    EXPECT_EQ(what.find("replaced"), std::string::npos) << what;
+    EXPECT_EQ(what.find("new worker"), std::string::npos) << what;
+  }
+  unlink(started.c_str());
+}
+
 INSTANTIATE_TEST_SUITE_P(Methods, PoolTest,
                          ::testing::Values("fork", "spawn", "forkserver",
                                            "thread"));
@@ -604,6 +756,13 @@ INSTANTIATE_TEST_SUITE_P(Methods, WorkerDeathTest,
 
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
+  // Before any worker (or the forkserver) starts, so that every worker has it.
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string runs = std::string(tmp != nullptr ? tmp : "/tmp") + "/runs-" +
+                     std::to_string(getpid());
+  setenv("POOL_TEST_RUNS", runs.c_str(), 1);
   ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  int rc = RUN_ALL_TESTS();
+  unlink(runs.c_str());
+  return rc;
 }

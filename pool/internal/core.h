@@ -5,6 +5,7 @@
 #ifndef MULTIPROCESSING_POOL_INTERNAL_CORE_H_
 #define MULTIPROCESSING_POOL_INTERNAL_CORE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -23,6 +24,25 @@
 
 namespace multiprocessing::pool::internal {
 
+class PoolCore;
+
+// The pool whose result-handling thread is the calling thread; null on every
+// other thread. Callbacks run there, and a callback that waits on its own
+// pool would wait for itself: such waits raise instead (see
+// ThrowBlockingOnResultThread).
+inline thread_local const PoolCore* t_result_thread_of = nullptr;
+
+// RuntimeError: `call` would block the result-handling thread of its pool
+// until that same thread delivered a result, which it never could.
+[[noreturn]] void ThrowBlockingOnResultThread(const char* call);
+
+// Raises that RuntimeError when the caller is `core`'s result thread.
+inline void CheckNotResultThread(const PoolCore* core, const char* call) {
+  if (core != nullptr && t_result_thread_of == core) {
+    ThrowBlockingOnResultThread(call);
+  }
+}
+
 // A submitted call (apply, map, imap, ...) made of chunks. The pool reports
 // each chunk's outcome exactly once, from its result-handling thread.
 class JobBase {
@@ -35,6 +55,31 @@ class JobBase {
   // Whether delivering an outcome runs a user's callback, which must happen
   // on the pool's result-handling thread.
   virtual bool has_callbacks() const { return false; }
+
+  // Whether the job's outcome is settled and its remaining chunks are of no
+  // use (a map that failed): the pool drops those not yet started.
+  bool abandoned() const {
+    return abandon_.load(std::memory_order_relaxed) != kLive;
+  }
+  // True once, for the first caller after the job was abandoned: that caller
+  // drops the job's queued chunks.
+  bool TakeAbandoned() {
+    if (abandon_.load(std::memory_order_relaxed) != kAbandoned) return false;
+    int expected = kAbandoned;
+    return abandon_.compare_exchange_strong(expected, kDropped,
+                                            std::memory_order_acq_rel);
+  }
+
+ protected:
+  void Abandon() {
+    int expected = kLive;
+    abandon_.compare_exchange_strong(expected, kAbandoned,
+                                     std::memory_order_acq_rel);
+  }
+
+ private:
+  static constexpr int kLive = 0, kAbandoned = 1, kDropped = 2;
+  std::atomic<int> abandon_{kLive};
 };
 
 // How a worker process finds the code of a chunk: the runner (by the name it
