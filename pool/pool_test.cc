@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "pool/internal/watchdog.h"
 #include "process/context.h"
 #include "process/process.h"
 #include "reduction/registry.h"
@@ -137,33 +138,7 @@ namespace {
 
 using namespace pool_test;
 
-// Aborts the test program if a test runs too long, so that a hang fails.
-class Watchdog {
- public:
-  explicit Watchdog(std::chrono::seconds limit) {
-    thread_ = std::thread([this, limit] {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (!cv_.wait_for(lock, limit, [&] { return done_; })) {
-        std::cerr << "watchdog: test exceeded its deadline" << std::endl;
-        std::abort();
-      }
-    });
-  }
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using multiprocessing::pool::internal::Watchdog;
 
 // A Pool or a ThreadPool behind the shared API.
 class AnyPool {
