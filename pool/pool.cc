@@ -256,6 +256,18 @@ class ProcessPoolCore final : public PoolCore {
     if (state_ == State::kRun) state_ = State::kClose;
   }
 
+  void KillRunning(const JobBase& job) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& w : workers_) {
+      if (w->dead) continue;
+      uint64_t seq = slots_[w->slot].seq.load(std::memory_order_acquire);
+      Task* t = seq == 0 ? nullptr : tasks_.Find(seq);
+      if (t == nullptr || t->job.get() != &job) continue;
+      w->terminated = seq;
+      w->process.kill();
+    }
+  }
+
   void terminate() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -296,8 +308,9 @@ class ProcessPoolCore final : public PoolCore {
     std::deque<uint64_t> outstanding;  // dispatched, in order
     int64_t quota = -1;                // tasks it may still be given
     bool dead = false;
-    uint64_t timed_out = 0;  // the task it was killed for
-    double ema_ns = 0;       // typical task run time
+    uint64_t timed_out = 0;   // the task it was killed for
+    uint64_t terminated = 0;  // the task AsyncResult::terminate() stopped
+    double ema_ns = 0;        // typical task run time
     int pid = 0;
   };
   struct Task {
@@ -433,7 +446,7 @@ class ProcessPoolCore final : public PoolCore {
         pending_.pop_front();
         continue;
       }
-      if (found->job->abandoned()) {
+      if (!found->job->TryStart()) {  // abandoned
         pending_.pop_front();
         tasks_.Erase(*found);
         continue;
@@ -821,6 +834,11 @@ class ProcessPoolCore final : public PoolCore {
                           std::chrono::duration<double>(limit).count(),
                           " s, so the pool killed its worker (", WorkerEnded(w),
                           ")");
+    } else if (w.terminated != 0 && w.terminated == running) {
+      what = absl::StrCat(
+          "the call was terminated (AsyncResult::terminate()), which killed "
+          "its worker (",
+          WorkerEnded(w), ")");
     } else {
       what = WorkerEnded(w) + " while running this task";
     }
@@ -1153,8 +1171,8 @@ class ThreadPoolCore final : public PoolCore {
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
         tasks_.pop_front();
-        if (task.job->abandoned()) {
-          // A failed map's chunk: not worth running.
+        if (!task.job->TryStart()) {
+          // A failed map's chunk, a cancelled call: not worth running.
           if (--unfinished_ == 0) done_cv_.notify_all();
           continue;
         }
@@ -1229,10 +1247,16 @@ class ThreadPoolCore final : public PoolCore {
 Pool::Pool(PoolOptions options)
     : PoolApi(std::make_unique<internal::ProcessPoolCore>(std::move(options))) {
 }
-Pool::~Pool() { core_->terminate(); }
+Pool::~Pool() {
+  Unlink();
+  core_->terminate();
+}
 
 ThreadPool::ThreadPool(PoolOptions options)
     : PoolApi(std::make_unique<internal::ThreadPoolCore>(std::move(options))) {}
-ThreadPool::~ThreadPool() { core_->terminate(); }
+ThreadPool::~ThreadPool() {
+  Unlink();
+  core_->terminate();
+}
 
 }  // namespace multiprocessing::pool

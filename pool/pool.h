@@ -74,6 +74,14 @@ class Context;
 
 namespace pool {
 
+// Python's concurrent.futures.CancelledError: get() of a call withdrawn by
+// AsyncResult::cancel().
+class CancelledError : public Exception {
+ public:
+  explicit CancelledError(const std::string& message) : Exception(message) {}
+  const char* python_name() const noexcept override { return "CancelledError"; }
+};
+
 // Seconds; std::nullopt waits for ever.
 using Timeout = std::optional<std::chrono::duration<double>>;
 
@@ -145,11 +153,14 @@ class ResultState {
     if (callbacks_.callback) RunCallback([&] { callbacks_.callback(*value_); });
     Publish();
   }
-  void SetError(std::exception_ptr error) {
+  // False if an outcome was already chosen. `cancelled`: the error is the
+  // CancelledError of AsyncResult::cancel().
+  bool SetError(std::exception_ptr error, bool cancelled = false) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (settled_) return;
+      if (settled_) return false;
       settled_ = true;
+      cancelled_ = cancelled;
       error_ = error;
     }
     if (callbacks_.error_callback) {
@@ -162,6 +173,7 @@ class ResultState {
       });
     }
     Publish();
+    return true;
   }
 
   bool ready() const {
@@ -170,6 +182,10 @@ class ResultState {
   }
   bool has_callbacks() const {
     return callbacks_.callback || callbacks_.error_callback;
+  }
+  bool cancelled() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
   }
   bool wait(Timeout timeout) const {
     std::unique_lock<std::mutex> lock(mu_);
@@ -216,8 +232,9 @@ class ResultState {
   const PoolCore* const owner_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  bool settled_ = false;  // an outcome was chosen
-  bool ready_ = false;    // ... and its callbacks ran
+  bool settled_ = false;    // an outcome was chosen
+  bool cancelled_ = false;  // ... by cancel()
+  bool ready_ = false;      // ... and its callbacks ran
   std::optional<V> value_;
   std::exception_ptr error_;
 };
@@ -422,6 +439,41 @@ class IMapJob final : public TypedJob<T> {
 template <class T>
 class AsyncResult {
  public:
+  // Python's concurrent.futures Future.cancel(): withdraws the call if no
+  // worker has been handed any of it yet, and returns true (get() then raises
+  // CancelledError and the error callback runs with it); false once it was
+  // handed out, runs or ran. A pool hands a few tasks ahead to each worker,
+  // so only calls still waiting behind others can be cancelled.
+  bool cancel() const {
+    if (job_ == nullptr || !job_->Cancel()) return false;
+    return state_->SetError(
+        std::make_exception_ptr(CancelledError(
+            "the call was cancelled (AsyncResult::cancel()) before it "
+            "started")),
+        /*cancelled=*/true);
+  }
+  // Whether cancel() withdrew it.
+  bool cancelled() const { return state_->cancelled(); }
+
+  // billiard's AsyncResult.terminate(): stops the call now. get() raises
+  // ProcessError saying so, its chunks not yet started are dropped, and the
+  // worker processes running one are killed and replaced. A ThreadPool's
+  // running chunks cannot be stopped (they run to the end, unused). No effect
+  // on a call that is done.
+  void terminate() const {
+    if (job_ == nullptr) return;
+    job_->Abandon();
+    if (!state_->SetError(std::make_exception_ptr(ProcessError(
+            "the call was terminated (AsyncResult::terminate()) before it "
+            "completed; the pool workers running it were killed and "
+            "replaced")))) {
+      return;  // done already
+    }
+    if (link_ == nullptr) return;
+    std::lock_guard<std::mutex> lock(link_->mu);
+    if (link_->core != nullptr) link_->core->KillRunning(*job_);
+  }
+
   // The result, or the call's exception raised again; TimeoutError if not
   // ready within `timeout`.
   T get(Timeout timeout = std::nullopt) const { return state_->get(timeout); }
@@ -431,11 +483,17 @@ class AsyncResult {
   // Whether the call completed without raising; ValueError before ready().
   bool successful() const { return state_->successful(); }
 
-  explicit AsyncResult(std::shared_ptr<internal::ResultState<T>> state)
-      : state_(std::move(state)) {}
+  explicit AsyncResult(std::shared_ptr<internal::ResultState<T>> state,
+                       std::shared_ptr<internal::JobBase> job = nullptr,
+                       std::shared_ptr<internal::PoolLink> link = nullptr)
+      : state_(std::move(state)),
+        job_(std::move(job)),
+        link_(std::move(link)) {}
 
  private:
   std::shared_ptr<internal::ResultState<T>> state_;
+  std::shared_ptr<internal::JobBase> job_;  // null: cannot be cancelled
+  std::shared_ptr<internal::PoolLink> link_;
 };
 
 template <class T>
@@ -526,7 +584,7 @@ class PoolApi {
     std::vector<std::tuple<Decay<P>...>> one;
     one.push_back(std::move(args));
     SubmitChunks<true>(fn, job, one, 1, 1);
-    return AsyncResult<T>(std::move(state));
+    return AsyncResult<T>(std::move(state), std::move(job), link_);
   }
 
   // fn applied to each element, in order (Python's map). Elements convert to
@@ -602,9 +660,18 @@ class PoolApi {
   int processes() const { return core_->processes(); }
 
  protected:
-  explicit PoolApi(std::unique_ptr<PoolCore> core) : core_(std::move(core)) {}
+  explicit PoolApi(std::unique_ptr<PoolCore> core)
+      : core_(std::move(core)), link_(std::make_shared<PoolLink>()) {
+    link_->core = core_.get();
+  }
   ~PoolApi() = default;
+  // The pool is going: handles that outlive it no longer reach it.
+  void Unlink() {
+    std::lock_guard<std::mutex> lock(link_->mu);
+    link_->core = nullptr;
+  }
   std::unique_ptr<PoolCore> core_;
+  std::shared_ptr<PoolLink> link_;
 
  private:
   template <bool kStar, class R, class... P, class Range>
@@ -623,7 +690,7 @@ class PoolApi {
         std::move(callbacks), core_.get());
     auto job = std::make_shared<MapJob<T>>(state, n, size);
     if (n > 0) SubmitChunks<kStar>(fn, job, iterable, n, size);
-    return MapResult<T>(std::move(state));
+    return MapResult<T>(std::move(state), std::move(job), link_);
   }
 
   template <class R, class P, class Range>

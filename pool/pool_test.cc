@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,10 @@ int sleep_ms(int ms) {
   return ms;
 }
 int get_pid() { return static_cast<int>(getpid()); }
+int pid_after_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return static_cast<int>(getpid());
+}
 void nothing(int) {}
 std::string bad_utf8(int) { return std::string("\xff\xfe", 2); }
 std::string greet(const std::string& name) { return "hello " + name; }
@@ -99,11 +104,29 @@ int count_run(int x) {
   return x;
 }
 
-// Creates `path`, then sleeps: a task the test can see running.
+// Writes its pid to `path` (made under another name, then renamed, so that
+// the file is whole once it exists), then sleeps: a task the test can see
+// running.
 int announce_and_sleep(std::string path) {
-  close(open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::string pid = std::to_string(getpid());
+  [[maybe_unused]] ssize_t n = write(fd, pid.data(), pid.size());
+  close(fd);
+  rename(tmp.c_str(), path.c_str());
   std::this_thread::sleep_for(std::chrono::seconds(20));
   return 0;
+}
+
+// Blocks a ThreadPool worker until the test lets it go (at most 20 s).
+std::atomic<bool> g_release{false};
+std::atomic<bool> g_waiting{false};  // a worker thread waits for g_release
+int wait_for_release(int x) {
+  g_waiting = true;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!g_release.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return x;
 }
 
 int unregistered_square(int x) { return x * x; }
@@ -123,6 +146,7 @@ MP_REGISTER_FUNCTION(pool_test::throw_custom);
 MP_REGISTER_FUNCTION(pool_test::throw_out_of_range);
 MP_REGISTER_FUNCTION(pool_test::sleep_ms);
 MP_REGISTER_FUNCTION(pool_test::get_pid);
+MP_REGISTER_FUNCTION(pool_test::pid_after_ms);
 MP_REGISTER_FUNCTION(pool_test::nothing);
 MP_REGISTER_FUNCTION(pool_test::bad_utf8);
 MP_REGISTER_FUNCTION(pool_test::greet);
@@ -716,6 +740,106 @@ TEST_P(PoolTest, TerminateSaysWhatHappened) {
     EXPECT_EQ(what.find("replaced"), std::string::npos) << what;
     EXPECT_EQ(what.find("new worker"), std::string::npos) << what;
   }
+  unlink(started.c_str());
+}
+
+// cancel() withdraws a call that no worker was handed yet, as
+// concurrent.futures does; a call already handed out is not cancelled.
+TEST_P(PoolTest, CancelACallNotYetStarted) {
+  const std::string started =
+      std::string(std::getenv("TEST_TMPDIR")) + "/cancel-" + GetParam();
+  unlink(started.c_str());
+  g_release = false;
+  g_waiting = false;
+  AnyPool pool = Make({.processes = 1});
+  // The only worker is busy, and holds one more task ahead (see Depth).
+  mp::pool::AsyncResult<int> busy =
+      threads() ? pool->apply_async(wait_for_release, {0})
+                : pool->apply_async(announce_and_sleep, {started});
+  if (threads()) {
+    // A thread takes its task only when free: wait until it took this one.
+    auto deadline = std::chrono::steady_clock::now() + kLong;
+    while (!g_waiting && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);  // polls a condition, with a deadline
+    ASSERT_TRUE(g_waiting.load());
+  }
+  auto ahead = pool->apply_async(square, {2});
+  auto waiting = pool->apply_async(square, {7});
+  std::atomic<int> error_callbacks{0};
+  auto waiting_map = pool->map_async(
+      square, Range(10), 2, {.error_callback = [&](const std::exception& e) {
+        if (dynamic_cast<const mp::pool::CancelledError*>(&e))
+          ++error_callbacks;
+      }});
+  EXPECT_FALSE(busy.cancel());
+  EXPECT_TRUE(waiting.cancel());
+  EXPECT_TRUE(waiting.cancelled());
+  EXPECT_TRUE(waiting.ready());
+  EXPECT_FALSE(waiting.successful());
+  EXPECT_THROW(waiting.get(kLong), mp::pool::CancelledError);
+  EXPECT_FALSE(waiting.cancel());  // once
+  EXPECT_TRUE(waiting_map.cancel());
+  EXPECT_THROW(waiting_map.get(kLong), mp::pool::CancelledError);
+  EXPECT_EQ(error_callbacks.load(), 1);
+  EXPECT_FALSE(busy.cancelled());
+  if (threads()) {
+    g_release = true;
+    EXPECT_EQ(busy.get(kLong), 0);
+    EXPECT_EQ(ahead.get(kLong), 4);
+    EXPECT_FALSE(ahead.cancel());  // done
+    // The cancelled calls never ran; the pool goes on.
+    EXPECT_EQ(pool->map(square, Range(5)), Squares(5));
+  }
+  pool.reset();
+  unlink(started.c_str());
+}
+
+// terminate() of a running call kills its worker, which the pool replaces;
+// get() says what happened.
+TEST_P(PoolTest, TerminateARunningCall) {
+  if (threads()) GTEST_SKIP() << "a thread cannot be stopped";
+  const std::string started =
+      std::string(std::getenv("TEST_TMPDIR")) + "/terminate-" + GetParam();
+  unlink(started.c_str());
+  AnyPool pool = Make();
+  auto r = pool->apply_async(announce_and_sleep, {started});
+  auto deadline = std::chrono::steady_clock::now() + kLong;
+  while (access(started.c_str(), F_OK) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);  // polls a condition, with a deadline
+  }
+  int pid = 0;
+  {
+    std::ifstream in(started);
+    ASSERT_TRUE(in >> pid);
+  }
+  r.terminate();
+  try {
+    r.get(kLong);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::ProcessError& e) {
+    EXPECT_NE(std::string(e.what()).find("AsyncResult::terminate()"),
+              std::string::npos)
+        << e.what();
+  }
+  // The worker is gone (reaped by the pool) ...
+  while (kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_NE(kill(pid, 0), 0) << "the worker running the call still runs";
+  // ... and replaced: both workers serve tasks again.
+  std::set<int> pids;
+  // (A spawned replacement takes a while to start.)
+  while (pids.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    // Two at once go to the two workers (least loaded first).
+    auto a = pool->apply_async(pid_after_ms, {20});
+    auto b = pool->apply_async(pid_after_ms, {20});
+    pids = {a.get(kLong), b.get(kLong)};
+  }
+  EXPECT_EQ(pids.size(), 2u);
+  EXPECT_EQ(pids.count(pid), 0u);
+  EXPECT_EQ(pool->map(square, Range(20), 1), Squares(20));
+  r.terminate();  // done: nothing happens
+  EXPECT_FALSE(r.cancel());
   unlink(started.c_str());
 }
 

@@ -11,6 +11,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -57,29 +58,50 @@ class JobBase {
   virtual bool has_callbacks() const { return false; }
 
   // Whether the job's outcome is settled and its remaining chunks are of no
-  // use (a map that failed): the pool drops those not yet started.
+  // use (a map that failed, a cancelled call): the pool drops those not yet
+  // started.
   bool abandoned() const {
-    return abandon_.load(std::memory_order_relaxed) != kLive;
+    return state_.load(std::memory_order_relaxed) >= kAbandoned;
   }
   // True once, for the first caller after the job was abandoned: that caller
   // drops the job's queued chunks.
   bool TakeAbandoned() {
-    if (abandon_.load(std::memory_order_relaxed) != kAbandoned) return false;
+    if (state_.load(std::memory_order_relaxed) != kAbandoned) return false;
     int expected = kAbandoned;
-    return abandon_.compare_exchange_strong(expected, kDropped,
-                                            std::memory_order_acq_rel);
+    return state_.compare_exchange_strong(expected, kDropped,
+                                          std::memory_order_acq_rel);
+  }
+  // Called by the pool as it hands one of the job's chunks to a worker:
+  // false (do not run it) once the job is abandoned.
+  bool TryStart() {
+    int s = state_.load(std::memory_order_relaxed);
+    while (s == kLive) {
+      if (state_.compare_exchange_weak(s, kStarted,
+                                       std::memory_order_acq_rel)) {
+        return true;
+      }
+    }
+    return s == kStarted;
+  }
+  // Withdraws the job if no chunk of it was handed to a worker yet (then
+  // true, and the pool drops its chunks); false once one was.
+  bool Cancel() {
+    int expected = kLive;
+    return state_.compare_exchange_strong(expected, kAbandoned,
+                                          std::memory_order_acq_rel);
   }
 
- protected:
+  // Settles nothing; marks the job's remaining chunks as unwanted.
   void Abandon() {
-    int expected = kLive;
-    abandon_.compare_exchange_strong(expected, kAbandoned,
-                                     std::memory_order_acq_rel);
+    int s = state_.load(std::memory_order_relaxed);
+    while (s < kAbandoned && !state_.compare_exchange_weak(
+                                 s, kAbandoned, std::memory_order_acq_rel)) {
+    }
   }
 
  private:
-  static constexpr int kLive = 0, kAbandoned = 1, kDropped = 2;
-  std::atomic<int> abandon_{kLive};
+  static constexpr int kLive = 0, kStarted = 1, kAbandoned = 2, kDropped = 3;
+  std::atomic<int> state_{kLive};
 };
 
 // How a worker process finds the code of a chunk: the runner (by the name it
@@ -108,9 +130,19 @@ struct PickledCall {
   std::string args;
 };
 
+// A handle's way back to its pool, which it may outlive: `core` is null once
+// the pool is gone.
+struct PoolLink {
+  std::mutex mu;
+  PoolCore* core = nullptr;
+};
+
 // What Pool and ThreadPool implement.
 class PoolCore {
  public:
+  // Kills the worker processes running a chunk of `job` (abandoned first);
+  // the pool replaces them. Threads cannot be stopped: a no-op there.
+  virtual void KillRunning(const JobBase& job) { (void)job; }
   virtual ~PoolCore() = default;
   // True for worker threads: chunks carry `run` instead of a payload.
   virtual bool threads() const = 0;
