@@ -56,6 +56,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -360,8 +361,24 @@ template <class T>
 class IMapJob final : public TypedJob<T> {
  public:
   using Outcome = std::variant<std::vector<T>, std::exception_ptr>;
+  // `chunks`: how many there are, or kUnknown until SetTotal().
+  static constexpr size_t kUnknown = static_cast<size_t>(-1);
   IMapJob(size_t chunks, bool ordered, const PoolCore* owner = nullptr)
       : chunks_(chunks), ordered_(ordered), owner_(owner) {}
+
+  // The number of chunks, once the input is used up.
+  void SetTotal(size_t chunks) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      chunks_ = chunks;
+    }
+    cv_.notify_all();
+  }
+  // Chunks whose results next() moved on to.
+  size_t taken() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return taken_;
+  }
 
   void DeliverValues(uint32_t chunk, std::vector<T> values) override {
     Put(chunk, Outcome(std::move(values)));
@@ -378,8 +395,9 @@ class IMapJob final : public TypedJob<T> {
       current_.reset();
       if (taken_ == chunks_) return std::nullopt;
       auto ready = [&] {
-        return ordered_ ? done_.count(static_cast<uint32_t>(taken_)) > 0
-                        : !arrived_.empty();
+        return taken_ == chunks_ ||
+               (ordered_ ? done_.count(static_cast<uint32_t>(taken_)) > 0
+                         : !arrived_.empty());
       };
       if (!ready() && (!timeout || timeout->count() > 0)) {
         CheckNotResultThread(owner_, "IMapIterator.next()");
@@ -391,6 +409,7 @@ class IMapJob final : public TypedJob<T> {
             "no result arrived within the timeout; call next() again to keep "
             "waiting");
       }
+      if (taken_ == chunks_) return std::nullopt;
       Outcome outcome;
       if (ordered_) {
         auto it = done_.find(static_cast<uint32_t>(taken_));
@@ -421,7 +440,7 @@ class IMapJob final : public TypedJob<T> {
     cv_.notify_all();
   }
 
-  const size_t chunks_;
+  size_t chunks_;
   const bool ordered_;
   const PoolCore* const owner_;
   std::mutex mu_;
@@ -508,8 +527,17 @@ class IMapIterator {
  public:
   explicit IMapIterator(std::shared_ptr<internal::IMapJob<T>> job)
       : job_(std::move(job)) {}
+  // A lazy input: `feed(k)` submits up to k more chunks and returns how many
+  // it submitted (0 once the input is used up); at most `read_ahead` chunks
+  // are submitted and not yet taken by next().
+  IMapIterator(std::shared_ptr<internal::IMapJob<T>> job,
+               std::function<size_t(size_t)> feed, size_t read_ahead)
+      : job_(std::move(job)), feed_(std::move(feed)), read_ahead_(read_ahead) {
+    Refill();
+  }
 
   std::optional<T> next(Timeout timeout = std::nullopt) {
+    Refill();
     return job_->Next(timeout);
   }
 
@@ -535,7 +563,22 @@ class IMapIterator {
   std::default_sentinel_t end() { return {}; }
 
  private:
+  void Refill() {
+    if (!feed_) return;
+    const size_t in_flight = fed_ - job_->taken();
+    if (in_flight >= read_ahead_) return;
+    size_t fed = feed_(read_ahead_ - in_flight);
+    if (fed == 0) {
+      feed_ = nullptr;  // the input is used up
+    } else {
+      fed_ += fed;
+    }
+  }
+
   std::shared_ptr<internal::IMapJob<T>> job_;
+  std::function<size_t(size_t)> feed_;  // null: everything was submitted
+  size_t read_ahead_ = 0;
+  size_t fed_ = 0;
 };
 
 namespace internal {
@@ -633,16 +676,21 @@ class PoolApi {
   }
 
   // Lazy results in order (imap) or in completion order (imap_unordered).
-  // The elements are taken from `iterable` now.
+  // A sized range (a vector, a list) is taken whole now. Any other input
+  // range (a std::views pipeline, an unbounded std::views::iota, a generator)
+  // is read as results are taken: a few chunks per worker ahead of next(), so
+  // an infinite input with a consumer that stops early works. Such a range is
+  // kept (moved in if an rvalue; an lvalue must outlive the iterator); if the
+  // pool stops before the input is used up, next() raises ProcessError there.
   template <class R, class P, class Range>
-  IMapIterator<ResultType<R>> imap(R (*fn)(P), const Range& iterable,
+  IMapIterator<ResultType<R>> imap(R (*fn)(P), Range&& iterable,
                                    size_t chunksize = 1) {
-    return IMap(fn, iterable, chunksize, true);
+    return IMap(fn, std::forward<Range>(iterable), chunksize, true);
   }
   template <class R, class P, class Range>
-  IMapIterator<ResultType<R>> imap_unordered(R (*fn)(P), const Range& iterable,
+  IMapIterator<ResultType<R>> imap_unordered(R (*fn)(P), Range&& iterable,
                                              size_t chunksize = 1) {
-    return IMap(fn, iterable, chunksize, false);
+    return IMap(fn, std::forward<Range>(iterable), chunksize, false);
   }
 
   // No more tasks; workers exit once the queued tasks are done.
@@ -694,17 +742,82 @@ class PoolApi {
   }
 
   template <class R, class P, class Range>
-  IMapIterator<ResultType<R>> IMap(R (*fn)(P), const Range& iterable,
-                                   size_t chunksize, bool ordered) {
+  IMapIterator<ResultType<R>> IMap(R (*fn)(P), Range&& input, size_t chunksize,
+                                   bool ordered) {
     using T = ResultType<R>;
+    using Plain = std::remove_cvref_t<Range>;
     core_->CheckRunning();
     if (chunksize < 1) throw ValueError("chunksize must be at least 1; got 0");
-    const size_t n = static_cast<size_t>(
-        std::distance(std::begin(iterable), std::end(iterable)));
-    auto job = std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize,
-                                            ordered, core_.get());
-    if (n > 0) SubmitChunks<false>(fn, job, iterable, n, chunksize);
-    return IMapIterator<T>(std::move(job));
+    if constexpr (!(std::ranges::sized_range<const Plain> &&
+                    std::ranges::forward_range<const Plain>)) {
+      return LazyIMap(fn, std::forward<Range>(input), chunksize, ordered);
+    } else {
+      const Plain& iterable = input;
+      const size_t n = static_cast<size_t>(
+          std::distance(std::begin(iterable), std::end(iterable)));
+      auto job = std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize,
+                                              ordered, core_.get());
+      if (n > 0) SubmitChunks<false>(*core_, fn, job, iterable, n, chunksize);
+      return IMapIterator<T>(std::move(job));
+    }
+  }
+
+  // imap over an input read on demand, by the thread calling next().
+  template <class R, class P, class Range>
+  IMapIterator<ResultType<R>> LazyIMap(R (*fn)(P), Range&& input,
+                                       size_t chunksize, bool ordered) {
+    using T = ResultType<R>;
+    using Arg = Decay<P>;
+    // The range (moved in, or referred to) and where reading stopped.
+    struct Source {
+      explicit Source(Range&& r) : range(std::forward<Range>(r)) {}
+      std::conditional_t<std::is_lvalue_reference_v<Range>, Range,
+                         std::remove_cvref_t<Range>>
+          range;
+      std::optional<std::ranges::iterator_t<decltype(range)>> it;
+      uint32_t next_chunk = 0;
+    };
+    auto source = std::make_shared<Source>(std::forward<Range>(input));
+    auto job = std::make_shared<IMapJob<T>>(IMapJob<T>::kUnknown, ordered,
+                                            core_.get());
+    std::shared_ptr<PoolLink> link = link_;
+    auto feed = [fn, job, source, link, chunksize](size_t chunks) -> size_t {
+      Source& s = *source;
+      if (!s.it) s.it.emplace(std::ranges::begin(s.range));
+      std::vector<Arg> items;
+      while (items.size() < chunks * chunksize &&
+             *s.it != std::ranges::end(s.range)) {
+        items.push_back(Arg(**s.it));
+        ++*s.it;
+      }
+      const uint32_t first = s.next_chunk;
+      const size_t n = items.size();
+      const uint32_t fed =
+          static_cast<uint32_t>((n + chunksize - 1) / chunksize);
+      try {
+        std::lock_guard<std::mutex> lock(link->mu);
+        if (link->core == nullptr) {
+          throw ProcessError(
+              "the pool was destroyed before the input of this imap was used "
+              "up");
+        }
+        if (n > 0) {
+          SubmitChunks<false>(*link->core, fn, job, items, n, chunksize, first);
+        }
+      } catch (...) {
+        // The pool stopped (or an item could not be sent): next() raises
+        // this where the input stopped, then ends.
+        job->Fail(first, std::current_exception());
+        job->SetTotal(first + 1);
+        return 0;
+      }
+      s.next_chunk += fed;
+      if (fed < chunks) job->SetTotal(s.next_chunk);  // used up
+      return fed;
+    };
+    const size_t read_ahead =
+        std::max<size_t>(4, 2 * static_cast<size_t>(core_->processes()));
+    return IMapIterator<T>(std::move(job), std::move(feed), read_ahead);
   }
 
   // Splits `items` (n of them) into chunks and submits them in batches that
@@ -715,11 +828,19 @@ class PoolApi {
   void SubmitChunks(R (*fn)(P...),
                     const std::shared_ptr<TypedJob<ResultType<R>>>& job,
                     const Range& items, size_t n, size_t chunksize) {
+    SubmitChunks<kStar>(*core_, fn, job, items, n, chunksize);
+  }
+  // The same on `core`, numbering the chunks from `first`.
+  template <bool kStar, class R, class... P, class Range>
+  static void SubmitChunks(PoolCore& core, R (*fn)(P...),
+                           const std::shared_ptr<TypedJob<ResultType<R>>>& job,
+                           const Range& items, size_t n, size_t chunksize,
+                           uint32_t first = 0) {
     using T = ResultType<R>;
     using Arg = typename ArgOf<kStar, Decay<P>...>::type;
     const uint32_t chunks =
         static_cast<uint32_t>((n + chunksize - 1) / chunksize);
-    if (core_->threads()) {
+    if (core.threads()) {
       // Thread workers share the arguments; no pickling.
       auto args = std::make_shared<std::vector<Arg>>();
       args->reserve(n);
@@ -727,8 +848,10 @@ class PoolApi {
       std::vector<Chunk> all(chunks);
       for (uint32_t c = 0; c < chunks; ++c) {
         size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
-        all[c].index = c;
-        all[c].run = [fn, args, job, c, begin, end]() -> std::function<void()> {
+        const uint32_t index = first + c;
+        all[c].index = index;
+        all[c].run = [fn, args, job, index, begin,
+                      end]() -> std::function<void()> {
           try {
             std::vector<T> out;
             out.reserve(end - begin);
@@ -749,15 +872,17 @@ class PoolApi {
                 call(copy);
               }
             }
-            return [job, c, out = std::move(out)]() mutable {
-              job->DeliverValues(c, std::move(out));
+            return [job, index, out = std::move(out)]() mutable {
+              job->DeliverValues(index, std::move(out));
             };
           } catch (...) {
-            return [job, c, e = std::current_exception()] { job->Fail(c, e); };
+            return [job, index, e = std::current_exception()] {
+              job->Fail(index, e);
+            };
           }
         };
       }
-      core_->Submit(job, FunctionRef{}, std::move(all));
+      core.Submit(job, FunctionRef{}, std::move(all));
       return;
     }
     if constexpr (!(reduction::Picklable<Decay<P>> && ...)) {
@@ -765,12 +890,12 @@ class PoolApi {
     } else if constexpr (!reduction::Picklable<T>) {
       // The task could run but its result could not come back.
       for (uint32_t c = 0; c < chunks; ++c)
-        job->Fail(c, UnpicklableResult(typeid(T)));
+        job->Fail(first + c, UnpicklableResult(typeid(T)));
     } else {
       FunctionRef ref;
       ref.runner = Runner<kStar, R, P...>::Key();
       (void)Runner<kStar, R, P...>::registered;
-      if (core_->forked()) {
+      if (core.forked()) {
         ref.address = reduction::internal::FunctionAddress(fn);
       } else {
         const reduction::RegisteredFunction& registered =
@@ -783,7 +908,7 @@ class PoolApi {
       for (uint32_t c = 0; c < chunks; ++c) {
         size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
         Chunk& chunk = batch.emplace_back();
-        chunk.index = c;
+        chunk.index = first + c;
         reduction::Writer w;
         w.begin_list();
         for (size_t i = begin; i < end; ++i, ++it) {
@@ -798,7 +923,7 @@ class PoolApi {
         batch_bytes += chunk.payload.size();
         if (batch.size() >= batch_size || batch_bytes >= (64 << 10) ||
             c + 1 == chunks) {
-          core_->Submit(job, ref, std::move(batch));
+          core.Submit(job, ref, std::move(batch));
           batch.clear();
           batch_size = std::min<size_t>(batch_size * 2, 256);
           batch_bytes = 0;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -715,21 +716,42 @@ TEST_P(PoolTest, FailedMapDropsItsUnstartedChunks) {
   EXPECT_GE(st.st_size, 3);
 }
 
+// A file in the test's temporary directory, removed now and at the end.
+class ScratchFile {
+ public:
+  explicit ScratchFile(const std::string& name)
+      : path_(std::string(std::getenv("TEST_TMPDIR")) + "/" + name) {
+    unlink(path_.c_str());
+  }
+  ~ScratchFile() { unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Waits (at most kLong) for announce_and_sleep to announce itself at `path`;
+// returns the pid it wrote, 0 if none.
+int WaitForAnnouncement(const std::string& path) {
+  auto deadline = std::chrono::steady_clock::now() + kLong;
+  while (access(path.c_str(), F_OK) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);  // polls a condition, with a deadline
+  }
+  int pid = 0;
+  std::ifstream in(path);
+  in >> pid;
+  return pid;
+}
+
 // After terminate(), a task that was running says the pool was terminated,
 // not that its worker was replaced.
 TEST_P(PoolTest, TerminateSaysWhatHappened) {
   if (threads()) GTEST_SKIP() << "a thread's running task is not stopped";
-  const std::string started =
-      std::string(std::getenv("TEST_TMPDIR")) + "/started-" + GetParam();
-  unlink(started.c_str());
+  ScratchFile started("started-" + GetParam());
   AnyPool pool = Make();
-  auto r = pool->apply_async(announce_and_sleep, {started});
-  auto deadline = std::chrono::steady_clock::now() + kLong;
-  while (access(started.c_str(), F_OK) != 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);  // polls a condition, with a deadline
-  }
-  ASSERT_EQ(access(started.c_str(), F_OK), 0);
+  auto r = pool->apply_async(announce_and_sleep, {started.path()});
+  ASSERT_NE(WaitForAnnouncement(started.path()), 0);
   pool->terminate();
   try {
     r.get(kLong);
@@ -740,22 +762,19 @@ TEST_P(PoolTest, TerminateSaysWhatHappened) {
     EXPECT_EQ(what.find("replaced"), std::string::npos) << what;
     EXPECT_EQ(what.find("new worker"), std::string::npos) << what;
   }
-  unlink(started.c_str());
 }
 
 // cancel() withdraws a call that no worker was handed yet, as
 // concurrent.futures does; a call already handed out is not cancelled.
 TEST_P(PoolTest, CancelACallNotYetStarted) {
-  const std::string started =
-      std::string(std::getenv("TEST_TMPDIR")) + "/cancel-" + GetParam();
-  unlink(started.c_str());
+  ScratchFile started("cancel-" + GetParam());
   g_release = false;
   g_waiting = false;
   AnyPool pool = Make({.processes = 1});
   // The only worker is busy, and holds one more task ahead (see Depth).
   mp::pool::AsyncResult<int> busy =
       threads() ? pool->apply_async(wait_for_release, {0})
-                : pool->apply_async(announce_and_sleep, {started});
+                : pool->apply_async(announce_and_sleep, {started.path()});
   if (threads()) {
     // A thread takes its task only when free: wait until it took this one.
     auto deadline = std::chrono::steady_clock::now() + kLong;
@@ -791,28 +810,18 @@ TEST_P(PoolTest, CancelACallNotYetStarted) {
     EXPECT_EQ(pool->map(square, Range(5)), Squares(5));
   }
   pool.reset();
-  unlink(started.c_str());
 }
 
 // terminate() of a running call kills its worker, which the pool replaces;
 // get() says what happened.
 TEST_P(PoolTest, TerminateARunningCall) {
   if (threads()) GTEST_SKIP() << "a thread cannot be stopped";
-  const std::string started =
-      std::string(std::getenv("TEST_TMPDIR")) + "/terminate-" + GetParam();
-  unlink(started.c_str());
+  ScratchFile started("terminate-" + GetParam());
   AnyPool pool = Make();
-  auto r = pool->apply_async(announce_and_sleep, {started});
+  auto r = pool->apply_async(announce_and_sleep, {started.path()});
+  const int pid = WaitForAnnouncement(started.path());
+  ASSERT_NE(pid, 0);
   auto deadline = std::chrono::steady_clock::now() + kLong;
-  while (access(started.c_str(), F_OK) != 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);  // polls a condition, with a deadline
-  }
-  int pid = 0;
-  {
-    std::ifstream in(started);
-    ASSERT_TRUE(in >> pid);
-  }
   r.terminate();
   try {
     r.get(kLong);
@@ -840,7 +849,85 @@ TEST_P(PoolTest, TerminateARunningCall) {
   EXPECT_EQ(pool->map(square, Range(20), 1), Squares(20));
   r.terminate();  // done: nothing happens
   EXPECT_FALSE(r.cancel());
-  unlink(started.c_str());
+}
+
+// A lazy input range, read once: `limit` numbers from 0 (unbounded if
+// negative), counting how many were read. (The toolchain's clang cannot
+// compile libstdc++'s std::views::iota; any range type takes the same path.)
+class Numbers {
+ public:
+  explicit Numbers(int limit, std::atomic<int>* pulled = nullptr)
+      : limit_(limit), pulled_(pulled) {}
+  class iterator {
+   public:
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(Numbers* owner) : owner_(owner) {}
+    int operator*() const { return owner_->next_; }
+    iterator& operator++() {
+      ++owner_->next_;
+      if (owner_->pulled_ != nullptr) ++*owner_->pulled_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const {
+      return owner_->limit_ >= 0 && owner_->next_ >= owner_->limit_;
+    }
+
+   private:
+    Numbers* owner_ = nullptr;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  int limit_;
+  std::atomic<int>* pulled_;
+  int next_ = 0;
+};
+static_assert(std::ranges::input_range<Numbers>);
+static_assert(!std::ranges::sized_range<Numbers>);
+
+// imap over inputs read as results are taken: an unbounded one whose
+// consumer stops early (the pool then closes cleanly), read-ahead bounded,
+// a finite lazy one, an empty one.
+TEST_P(PoolTest, ImapOverLazyAndUnboundedInputs) {
+  AnyPool pool = Make();
+  auto first = pool->imap(square, Numbers(-1));  // moved in
+  for (int i = 0; i < 50; ++i) {
+    std::optional<int> v = first.next(kLong);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(*v, i * i);
+  }
+  // Read-ahead is a few chunks per worker (2 workers: 4 chunks of 3 items).
+  std::atomic<int> pulled{0};
+  Numbers counted(-1, &pulled);  // an lvalue: referred to
+  auto second = pool->imap_unordered(square, counted, 3);
+  std::set<int> got;
+  for (int i = 0; i < 30; ++i) got.insert(*second.next(kLong));
+  EXPECT_EQ(got.size(), 30u);
+  EXPECT_LE(pulled.load(), 30 + 6 * 3) << "read too far ahead";
+  std::vector<int> squares;
+  for (int v : pool->imap(square, Numbers(50), 4)) squares.push_back(v);
+  ASSERT_EQ(squares.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(squares[i], i * i);
+  auto none = pool->imap(square, Numbers(0));
+  EXPECT_FALSE(none.next(kLong).has_value());
+  // The unbounded inputs were left unfinished; the pool still closes, and
+  // reading on says the pool stopped, once what was sent is taken.
+  pool->close();
+  pool->join();
+  bool raised = false;
+  for (int i = 0; i < 100 && !raised; ++i) {
+    try {
+      if (!first.next(kLong)) break;
+    } catch (const mp::ValueError& e) {
+      raised = true;
+      EXPECT_NE(std::string(e.what()).find("not running"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(raised);
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, PoolTest,
