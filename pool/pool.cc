@@ -1,7 +1,6 @@
 #include "pool/pool.h"
 
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -22,47 +21,6 @@
 #include "process/context.h"
 #include "process/process.h"
 #include "queues/internal/shm_ring.h"
-
-// AddressSanitizer's runtime before LLVM 16 does not hold its allocator's
-// locks across fork(), so a child forked while another thread was inside
-// malloc or free (a pool replacing a worker from its worker-handling thread
-// while the result thread allocates) could block for ever on its first
-// allocation. These handlers do what later runtimes do: take the allocator
-// and stack depot locks just before fork() and release them on both sides.
-// Registered before any ordinary static initialiser, so that they run last
-// before fork() and first after it, around every other library's handlers.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MP_POOL_ASAN_FORK_LOCKS 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(MP_POOL_ASAN_FORK_LOCKS)
-#define MP_POOL_ASAN_FORK_LOCKS 1
-#endif
-#ifdef MP_POOL_ASAN_FORK_LOCKS
-namespace __lsan {
-void LockAllocator();
-void UnlockAllocator();
-}  // namespace __lsan
-namespace __sanitizer {
-void StackDepotLockAll();
-void StackDepotUnlockAll();
-}  // namespace __sanitizer
-namespace {
-void AsanLockBeforeFork() {
-  __lsan::LockAllocator();
-  __sanitizer::StackDepotLockAll();
-}
-void AsanUnlockAfterFork() {
-  __sanitizer::StackDepotUnlockAll();
-  __lsan::UnlockAllocator();
-}
-__attribute__((constructor(101))) void RegisterAsanForkLocks() {
-  pthread_atfork(&AsanLockBeforeFork, &AsanUnlockAfterFork,
-                 &AsanUnlockAfterFork);
-}
-}  // namespace
-#endif
 
 namespace multiprocessing::pool {
 namespace internal {
