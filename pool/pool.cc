@@ -71,6 +71,15 @@ void RunCallback(const std::function<void()>& call) {
   }
 }
 
+void ThrowBlockingOnResultThread(const char* call) {
+  throw RuntimeError(absl::StrCat(
+      call,
+      " was called from a callback, on the pool's result-handling thread, and "
+      "would wait for a result that only this thread can deliver, so it would "
+      "never return; call it from another thread, or chain the work with "
+      "apply_async()/map_async() and their callbacks"));
+}
+
 std::string TypeNameOf(const std::type_info& type) {
   return multiprocessing::internal::TypeName(type);
 }
@@ -189,6 +198,9 @@ class ProcessPoolCore final : public PoolCore {
 
   ~ProcessPoolCore() override {
     terminate();
+    // After a terminate() called by a callback, the result thread ends on
+    // its own.
+    if (result_thread_.joinable()) result_thread_.join();
     Release();
   }
 
@@ -244,6 +256,18 @@ class ProcessPoolCore final : public PoolCore {
     if (state_ == State::kRun) state_ = State::kClose;
   }
 
+  void KillRunning(const JobBase& job) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& w : workers_) {
+      if (w->dead) continue;
+      uint64_t seq = slots_[w->slot].seq.load(std::memory_order_acquire);
+      Task* t = seq == 0 ? nullptr : tasks_.Find(seq);
+      if (t == nullptr || t->job.get() != &job) continue;
+      w->terminated = seq;
+      w->process.kill();
+    }
+  }
+
   void terminate() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -284,8 +308,9 @@ class ProcessPoolCore final : public PoolCore {
     std::deque<uint64_t> outstanding;  // dispatched, in order
     int64_t quota = -1;                // tasks it may still be given
     bool dead = false;
-    uint64_t timed_out = 0;  // the task it was killed for
-    double ema_ns = 0;       // typical task run time
+    uint64_t timed_out = 0;   // the task it was killed for
+    uint64_t terminated = 0;  // the task AsyncResult::terminate() stopped
+    double ema_ns = 0;        // typical task run time
     int pid = 0;
   };
   struct Task {
@@ -421,6 +446,11 @@ class ProcessPoolCore final : public PoolCore {
         pending_.pop_front();
         continue;
       }
+      if (!found->job->TryStart()) {  // abandoned
+        pending_.pop_front();
+        tasks_.Erase(*found);
+        continue;
+      }
       Task& task = *found;
       if (task.frame.size() + 64 > best->tasks->capacity()) {
         pending_.pop_front();
@@ -490,8 +520,32 @@ class ProcessPoolCore final : public PoolCore {
 
   // Delivers failures collected under the lock; mu_ not held.
   void DeliverFailures(std::vector<Failure>& failures) {
-    for (Failure& f : failures) f.job->Fail(f.chunk, f.error);
+    for (Failure& f : failures) {
+      f.job->Fail(f.chunk, f.error);
+      DropIfAbandoned(*f.job);
+    }
     failures.clear();
+  }
+
+  // After an outcome was delivered to `job`: if that settled the job for
+  // good (a map that failed), its chunks still queued here are dropped.
+  // Those already in a worker's ring (a few, see Depth) still run. mu_ not
+  // held.
+  void DropIfAbandoned(JobBase& job) {
+    if (!job.TakeAbandoned()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t kept = 0;
+    for (uint64_t seq : pending_) {
+      Task* t = tasks_.Find(seq);
+      if (t == nullptr) continue;
+      if (t->job->abandoned()) {
+        tasks_.Erase(*t);
+        continue;
+      }
+      pending_[kept++] = seq;
+    }
+    pending_.resize(kept);
+    if (tasks_.empty()) done_cv_.notify_all();
   }
 
   // Who reads the results ring. Results are handled in the order they were
@@ -629,12 +683,14 @@ class ProcessPoolCore final : public PoolCore {
                               : payload.substr(nul + 1));
       d.job->Fail(d.chunk, Rebuild(name, message));
     }
+    DropIfAbandoned(*d.job);
     d.job.reset();
   }
 
   // The result thread: every outcome no waiting caller handles, every
   // callback, the pool's own frames.
   void HandleResults() {
+    t_result_thread_of = this;
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       results_cv_.wait(
@@ -754,21 +810,43 @@ class ProcessPoolCore final : public PoolCore {
     DeliverFailures(failures);
   }
 
-  std::string DescribeDeath(const Worker& w, uint64_t running,
-                            Clock::duration limit) {
-    std::string who =
-        absl::StrCat("pool worker ", w.process.name(), " (pid ", w.pid, ")");
-    if (w.timed_out != 0 && w.timed_out == running) {
-      return absl::StrCat("the task exceeded the pool's task_timeout of ",
-                          std::chrono::duration<double>(limit).count(), " s; ",
-                          who, " was killed and replaced");
-    }
+  // "pool worker ForkPoolWorker-3 (pid 123) was killed by SIGKILL".
+  static std::string WorkerEnded(const Worker& w) {
     std::optional<int> code = w.process.exitcode();
     std::string how = !code       ? "ended"
                       : *code < 0 ? "was killed by " + SignalName(-*code)
                                   : absl::StrCat("exited with code ", *code);
-    return absl::StrCat(who, " ", how,
-                        " while running this task; a new worker replaced it");
+    return absl::StrCat("pool worker ", w.process.name(), " (pid ", w.pid, ") ",
+                        how);
+  }
+
+  // Why the task `running` on the dead worker `w` failed, and what the pool
+  // did about it (`replaced`: a new worker is being started). mu_ held.
+  std::string DescribeDeath(const Worker& w, uint64_t running,
+                            Clock::duration limit, bool replaced) const {
+    if (state_ == State::kTerminate) {
+      return absl::StrCat("the pool was terminated while this task ran: ",
+                          WorkerEnded(w), "; no worker replaces it");
+    }
+    std::string what;
+    if (w.timed_out != 0 && w.timed_out == running) {
+      what = absl::StrCat("the task exceeded the pool's task_timeout of ",
+                          std::chrono::duration<double>(limit).count(),
+                          " s, so the pool killed its worker (", WorkerEnded(w),
+                          ")");
+    } else if (w.terminated != 0 && w.terminated == running) {
+      what = absl::StrCat(
+          "the call was terminated (AsyncResult::terminate()), which killed "
+          "its worker (",
+          WorkerEnded(w), ")");
+    } else {
+      what = WorkerEnded(w) + " while running this task";
+    }
+    if (replaced) return what + "; a new worker is started in its place";
+    if (!broken_.empty()) {
+      return what + "; the pool no longer replaces workers: " + broken_;
+    }
+    return what + "; the pool is closing, so no worker replaces it";
   }
 
   // The worker-handler thread: notices dead workers, replaces them, enforces
@@ -847,7 +925,6 @@ class ProcessPoolCore final : public PoolCore {
           w->process.join();
           w->dead = true;
           running = slots_[w->slot].seq.exchange(0);
-          how = DescribeDeath(*w, running, limit);
           slot = w->slot;
           if (slots_[w->slot].ready.load() != 0) {
             startup_failures_ = 0;
@@ -858,7 +935,7 @@ class ProcessPoolCore final : public PoolCore {
             broken_ =
                 "the pool's workers keep dying before they start (the "
                 "last: " +
-                how + "); check the initializer";
+                WorkerEnded(*w) + "); check the initializer";
             tasks_.ForEach([&](Task& task) {
               failures_.push_back(
                   {task.job, task.chunk,
@@ -871,6 +948,7 @@ class ProcessPoolCore final : public PoolCore {
           }
           replace = !stopping_ && broken_.empty() &&
                     (state_ == State::kRun || !tasks_.empty());
+          how = DescribeDeath(*w, running, limit, replace);
         }
         // After every result the worker wrote: its death comes in order.
         PostResult(kWorkerDied, w->id, running, how);
@@ -896,7 +974,9 @@ class ProcessPoolCore final : public PoolCore {
   void Finish(const char* why) {
     if (worker_thread_.joinable()) worker_thread_.join();
     PostResult(kStopHandler, 0, 0, {});
-    if (result_thread_.joinable()) result_thread_.join();
+    // terminate() from a callback runs here on the result thread, which
+    // stops once the callback returns; the destructor joins it.
+    if (result_thread_.joinable() && !OnResultThread()) result_thread_.join();
     std::vector<Failure> failures;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -919,6 +999,8 @@ class ProcessPoolCore final : public PoolCore {
     NotifyCallers();
     Ring(ResultsBell());
   }
+
+  bool OnResultThread() const { return t_result_thread_of == this; }
 
   void Release() {
     if (slots_ != nullptr) munmap(slots_, slots_size_);
@@ -1000,7 +1082,12 @@ class ThreadPoolCore final : public PoolCore {
     }
     result_thread_ = std::thread([this] { HandleResults(); });
   }
-  ~ThreadPoolCore() override { terminate(); }
+  ~ThreadPoolCore() override {
+    terminate();
+    // After a terminate() called by a callback, the result thread ends on
+    // its own.
+    if (result_thread_.joinable()) result_thread_.join();
+  }
 
   bool threads() const override { return true; }
   bool forked() const override { return true; }
@@ -1084,6 +1171,11 @@ class ThreadPoolCore final : public PoolCore {
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
         tasks_.pop_front();
+        if (!task.job->TryStart()) {
+          // A failed map's chunk, a cancelled call: not worth running.
+          if (--unfinished_ == 0) done_cv_.notify_all();
+          continue;
+        }
       }
       std::function<void()> deliver = task.run();
       {
@@ -1095,6 +1187,7 @@ class ThreadPoolCore final : public PoolCore {
   }
 
   void HandleResults() {
+    t_result_thread_of = this;
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       result_cv_.wait(lock, [&] { return !results_.empty() || stop_results_; });
@@ -1124,7 +1217,10 @@ class ThreadPoolCore final : public PoolCore {
       stop_results_ = true;
     }
     result_cv_.notify_all();
-    if (result_thread_.joinable()) result_thread_.join();
+    // terminate() from a callback runs on the result thread, which stops
+    // once the callback returns; the destructor joins it.
+    if (result_thread_.joinable() && t_result_thread_of != this)
+      result_thread_.join();
     std::lock_guard<std::mutex> lock(mu_);
     finished_ = true;
   }
@@ -1151,10 +1247,16 @@ class ThreadPoolCore final : public PoolCore {
 Pool::Pool(PoolOptions options)
     : PoolApi(std::make_unique<internal::ProcessPoolCore>(std::move(options))) {
 }
-Pool::~Pool() { core_->terminate(); }
+Pool::~Pool() {
+  Unlink();
+  core_->terminate();
+}
 
 ThreadPool::ThreadPool(PoolOptions options)
     : PoolApi(std::make_unique<internal::ThreadPoolCore>(std::move(options))) {}
-ThreadPool::~ThreadPool() { core_->terminate(); }
+ThreadPool::~ThreadPool() {
+  Unlink();
+  core_->terminate();
+}
 
 }  // namespace multiprocessing::pool

@@ -31,8 +31,16 @@
 // task runs too long; that task fails with TimeoutError.
 //
 // Callbacks run on the pool's result-handling thread in completion order, and
-// must not block for long (they hold up every other result). The destructor
-// terminates the pool, as leaving Python's `with Pool() as p:` block does.
+// must not block for long (they hold up every other result). A callback may
+// submit work (apply_async, map_async) but not wait on its own pool: there
+// apply(), map(), starmap(), join(), AsyncResult::get() / wait() and imap's
+// next() raise RuntimeError instead of waiting for a result that only the
+// blocked thread could deliver (CPython's pool hangs). A callback may call
+// terminate(). The destructor terminates the pool, as leaving Python's
+// `with Pool() as p:` block does, and always returns.
+//
+// A map whose chunk failed has its outcome: its chunks not yet started are
+// dropped instead of run.
 #ifndef MULTIPROCESSING_POOL_POOL_H_
 #define MULTIPROCESSING_POOL_POOL_H_
 
@@ -48,6 +56,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -65,6 +74,14 @@ namespace multiprocessing {
 class Context;
 
 namespace pool {
+
+// Python's concurrent.futures.CancelledError: get() of a call withdrawn by
+// AsyncResult::cancel().
+class CancelledError : public Exception {
+ public:
+  explicit CancelledError(const std::string& message) : Exception(message) {}
+  const char* python_name() const noexcept override { return "CancelledError"; }
+};
 
 // Seconds; std::nullopt waits for ever.
 using Timeout = std::optional<std::chrono::duration<double>>;
@@ -120,8 +137,10 @@ namespace internal {
 template <class V>
 class ResultState {
  public:
-  explicit ResultState(Callbacks<V> callbacks)
-      : callbacks_(std::move(callbacks)) {}
+  // `owner`: the pool whose result thread delivers the outcome (waiting for
+  // it on that thread raises RuntimeError), or null.
+  explicit ResultState(Callbacks<V> callbacks, const PoolCore* owner = nullptr)
+      : callbacks_(std::move(callbacks)), owner_(owner) {}
 
   // The first outcome wins; later ones are ignored. Callbacks run before
   // waiters wake, as in CPython.
@@ -135,11 +154,14 @@ class ResultState {
     if (callbacks_.callback) RunCallback([&] { callbacks_.callback(*value_); });
     Publish();
   }
-  void SetError(std::exception_ptr error) {
+  // False if an outcome was already chosen. `cancelled`: the error is the
+  // CancelledError of AsyncResult::cancel().
+  bool SetError(std::exception_ptr error, bool cancelled = false) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (settled_) return;
+      if (settled_) return false;
       settled_ = true;
+      cancelled_ = cancelled;
       error_ = error;
     }
     if (callbacks_.error_callback) {
@@ -152,6 +174,7 @@ class ResultState {
       });
     }
     Publish();
+    return true;
   }
 
   bool ready() const {
@@ -161,8 +184,17 @@ class ResultState {
   bool has_callbacks() const {
     return callbacks_.callback || callbacks_.error_callback;
   }
+  bool cancelled() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
+  }
   bool wait(Timeout timeout) const {
     std::unique_lock<std::mutex> lock(mu_);
+    if (ready_) return true;
+    // A zero timeout only polls, which is harmless anywhere.
+    if (!timeout || timeout->count() > 0) {
+      CheckNotResultThread(owner_, "AsyncResult.get() or wait()");
+    }
     if (!timeout) {
       cv_.wait(lock, [&] { return ready_; });
       return true;
@@ -198,10 +230,12 @@ class ResultState {
   }
 
   Callbacks<V> callbacks_;
+  const PoolCore* const owner_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  bool settled_ = false;  // an outcome was chosen
-  bool ready_ = false;    // ... and its callbacks ran
+  bool settled_ = false;    // an outcome was chosen
+  bool cancelled_ = false;  // ... by cancel()
+  bool ready_ = false;      // ... and its callbacks ran
   std::optional<V> value_;
   std::exception_ptr error_;
 };
@@ -284,6 +318,9 @@ class MapJob final : public TypedJob<T> {
     --left_;
     failed_ = true;
     values_.clear();
+    // The map's outcome is this error whatever its other chunks do, so
+    // those not started yet need not run (CPython runs them all).
+    this->Abandon();
     state_->SetError(error);
   }
   bool has_callbacks() const override { return state_->has_callbacks(); }
@@ -324,7 +361,24 @@ template <class T>
 class IMapJob final : public TypedJob<T> {
  public:
   using Outcome = std::variant<std::vector<T>, std::exception_ptr>;
-  IMapJob(size_t chunks, bool ordered) : chunks_(chunks), ordered_(ordered) {}
+  // `chunks`: how many there are, or kUnknown until SetTotal().
+  static constexpr size_t kUnknown = static_cast<size_t>(-1);
+  IMapJob(size_t chunks, bool ordered, const PoolCore* owner = nullptr)
+      : chunks_(chunks), ordered_(ordered), owner_(owner) {}
+
+  // The number of chunks, once the input is used up.
+  void SetTotal(size_t chunks) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      chunks_ = chunks;
+    }
+    cv_.notify_all();
+  }
+  // Chunks whose results next() moved on to.
+  size_t taken() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return taken_;
+  }
 
   void DeliverValues(uint32_t chunk, std::vector<T> values) override {
     Put(chunk, Outcome(std::move(values)));
@@ -341,9 +395,13 @@ class IMapJob final : public TypedJob<T> {
       current_.reset();
       if (taken_ == chunks_) return std::nullopt;
       auto ready = [&] {
-        return ordered_ ? done_.count(static_cast<uint32_t>(taken_)) > 0
-                        : !arrived_.empty();
+        return taken_ == chunks_ ||
+               (ordered_ ? done_.count(static_cast<uint32_t>(taken_)) > 0
+                         : !arrived_.empty());
       };
+      if (!ready() && (!timeout || timeout->count() > 0)) {
+        CheckNotResultThread(owner_, "IMapIterator.next()");
+      }
       if (!timeout) {
         cv_.wait(lock, ready);
       } else if (!cv_.wait_for(lock, *timeout, ready)) {
@@ -351,6 +409,7 @@ class IMapJob final : public TypedJob<T> {
             "no result arrived within the timeout; call next() again to keep "
             "waiting");
       }
+      if (taken_ == chunks_) return std::nullopt;
       Outcome outcome;
       if (ordered_) {
         auto it = done_.find(static_cast<uint32_t>(taken_));
@@ -381,8 +440,9 @@ class IMapJob final : public TypedJob<T> {
     cv_.notify_all();
   }
 
-  const size_t chunks_;
+  size_t chunks_;
   const bool ordered_;
+  const PoolCore* const owner_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint32_t, Outcome> done_;  // ordered: by chunk
@@ -398,6 +458,41 @@ class IMapJob final : public TypedJob<T> {
 template <class T>
 class AsyncResult {
  public:
+  // Python's concurrent.futures Future.cancel(): withdraws the call if no
+  // worker has been handed any of it yet, and returns true (get() then raises
+  // CancelledError and the error callback runs with it); false once it was
+  // handed out, runs or ran. A pool hands a few tasks ahead to each worker,
+  // so only calls still waiting behind others can be cancelled.
+  bool cancel() const {
+    if (job_ == nullptr || !job_->Cancel()) return false;
+    return state_->SetError(
+        std::make_exception_ptr(CancelledError(
+            "the call was cancelled (AsyncResult::cancel()) before it "
+            "started")),
+        /*cancelled=*/true);
+  }
+  // Whether cancel() withdrew it.
+  bool cancelled() const { return state_->cancelled(); }
+
+  // billiard's AsyncResult.terminate(): stops the call now. get() raises
+  // ProcessError saying so, its chunks not yet started are dropped, and the
+  // worker processes running one are killed and replaced. A ThreadPool's
+  // running chunks cannot be stopped (they run to the end, unused). No effect
+  // on a call that is done.
+  void terminate() const {
+    if (job_ == nullptr) return;
+    job_->Abandon();
+    if (!state_->SetError(std::make_exception_ptr(ProcessError(
+            "the call was terminated (AsyncResult::terminate()) before it "
+            "completed; the pool workers running it were killed and "
+            "replaced")))) {
+      return;  // done already
+    }
+    if (link_ == nullptr) return;
+    std::lock_guard<std::mutex> lock(link_->mu);
+    if (link_->core != nullptr) link_->core->KillRunning(*job_);
+  }
+
   // The result, or the call's exception raised again; TimeoutError if not
   // ready within `timeout`.
   T get(Timeout timeout = std::nullopt) const { return state_->get(timeout); }
@@ -407,11 +502,17 @@ class AsyncResult {
   // Whether the call completed without raising; ValueError before ready().
   bool successful() const { return state_->successful(); }
 
-  explicit AsyncResult(std::shared_ptr<internal::ResultState<T>> state)
-      : state_(std::move(state)) {}
+  explicit AsyncResult(std::shared_ptr<internal::ResultState<T>> state,
+                       std::shared_ptr<internal::JobBase> job = nullptr,
+                       std::shared_ptr<internal::PoolLink> link = nullptr)
+      : state_(std::move(state)),
+        job_(std::move(job)),
+        link_(std::move(link)) {}
 
  private:
   std::shared_ptr<internal::ResultState<T>> state_;
+  std::shared_ptr<internal::JobBase> job_;  // null: cannot be cancelled
+  std::shared_ptr<internal::PoolLink> link_;
 };
 
 template <class T>
@@ -426,8 +527,17 @@ class IMapIterator {
  public:
   explicit IMapIterator(std::shared_ptr<internal::IMapJob<T>> job)
       : job_(std::move(job)) {}
+  // A lazy input: `feed(k)` submits up to k more chunks and returns how many
+  // it submitted (0 once the input is used up); at most `read_ahead` chunks
+  // are submitted and not yet taken by next().
+  IMapIterator(std::shared_ptr<internal::IMapJob<T>> job,
+               std::function<size_t(size_t)> feed, size_t read_ahead)
+      : job_(std::move(job)), feed_(std::move(feed)), read_ahead_(read_ahead) {
+    Refill();
+  }
 
   std::optional<T> next(Timeout timeout = std::nullopt) {
+    Refill();
     return job_->Next(timeout);
   }
 
@@ -453,7 +563,22 @@ class IMapIterator {
   std::default_sentinel_t end() { return {}; }
 
  private:
+  void Refill() {
+    if (!feed_) return;
+    const size_t in_flight = fed_ - job_->taken();
+    if (in_flight >= read_ahead_) return;
+    size_t fed = feed_(read_ahead_ - in_flight);
+    if (fed == 0) {
+      feed_ = nullptr;  // the input is used up
+    } else {
+      fed_ += fed;
+    }
+  }
+
   std::shared_ptr<internal::IMapJob<T>> job_;
+  std::function<size_t(size_t)> feed_;  // null: everything was submitted
+  size_t read_ahead_ = 0;
+  size_t fed_ = 0;
 };
 
 namespace internal {
@@ -483,6 +608,7 @@ class PoolApi {
   template <class R, class... P>
   ResultType<R> apply(R (*fn)(P...),
                       std::type_identity_t<std::tuple<Decay<P>...>> args = {}) {
+    CheckNotResultThread(core_.get(), "Pool.apply()");
     HelpScope help(*core_);
     AsyncResult<ResultType<R>> result = apply_async(fn, std::move(args));
     help.Wait([&] { return result.ready(); });
@@ -495,12 +621,13 @@ class PoolApi {
       std::type_identity_t<Callbacks<ResultType<R>>> callbacks = {}) {
     using T = ResultType<R>;
     core_->CheckRunning();
-    auto state = std::make_shared<ResultState<T>>(std::move(callbacks));
+    auto state =
+        std::make_shared<ResultState<T>>(std::move(callbacks), core_.get());
     auto job = std::make_shared<ApplyJob<T>>(state);
     std::vector<std::tuple<Decay<P>...>> one;
     one.push_back(std::move(args));
     SubmitChunks<true>(fn, job, one, 1, 1);
-    return AsyncResult<T>(std::move(state));
+    return AsyncResult<T>(std::move(state), std::move(job), link_);
   }
 
   // fn applied to each element, in order (Python's map). Elements convert to
@@ -509,6 +636,7 @@ class PoolApi {
   std::vector<ResultType<R>> map(
       R (*fn)(P), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
+    CheckNotResultThread(core_.get(), "Pool.map()");
     // The result thread handles results while this thread is still pickling
     // arguments; this thread helps once all are submitted.
     auto result = map_async(fn, iterable, chunksize);
@@ -530,6 +658,7 @@ class PoolApi {
   std::vector<ResultType<R>> starmap(
       R (*fn)(P...), const Range& iterable,
       std::optional<size_t> chunksize = std::nullopt) {
+    CheckNotResultThread(core_.get(), "Pool.starmap()");
     // The result thread handles results while this thread is still pickling
     // arguments; this thread helps once all are submitted.
     auto result = starmap_async(fn, iterable, chunksize);
@@ -547,31 +676,50 @@ class PoolApi {
   }
 
   // Lazy results in order (imap) or in completion order (imap_unordered).
-  // The elements are taken from `iterable` now.
+  // A sized range (a vector, a list) is taken whole now. Any other input
+  // range (a std::views pipeline, an unbounded std::views::iota, a generator)
+  // is read as results are taken: a few chunks per worker ahead of next(), so
+  // an infinite input with a consumer that stops early works. Such a range is
+  // kept (moved in if an rvalue; an lvalue must outlive the iterator); if the
+  // pool stops before the input is used up, next() raises ProcessError there.
   template <class R, class P, class Range>
-  IMapIterator<ResultType<R>> imap(R (*fn)(P), const Range& iterable,
+  IMapIterator<ResultType<R>> imap(R (*fn)(P), Range&& iterable,
                                    size_t chunksize = 1) {
-    return IMap(fn, iterable, chunksize, true);
+    return IMap(fn, std::forward<Range>(iterable), chunksize, true);
   }
   template <class R, class P, class Range>
-  IMapIterator<ResultType<R>> imap_unordered(R (*fn)(P), const Range& iterable,
+  IMapIterator<ResultType<R>> imap_unordered(R (*fn)(P), Range&& iterable,
                                              size_t chunksize = 1) {
-    return IMap(fn, iterable, chunksize, false);
+    return IMap(fn, std::forward<Range>(iterable), chunksize, false);
   }
 
   // No more tasks; workers exit once the queued tasks are done.
   void close() { core_->close(); }
-  // Stops the workers now; unfinished tasks fail.
+  // Stops the workers now; unfinished tasks fail. From a callback it stops
+  // the workers and fails the tasks, and the destructor finishes the rest.
   void terminate() { core_->terminate(); }
   // Waits for the workers to exit; after close() or terminate() only.
-  void join() { core_->join(); }
+  // RuntimeError from a callback (it would wait for its own thread).
+  void join() {
+    CheckNotResultThread(core_.get(), "Pool.join()");
+    core_->join();
+  }
   // The number of workers.
   int processes() const { return core_->processes(); }
 
  protected:
-  explicit PoolApi(std::unique_ptr<PoolCore> core) : core_(std::move(core)) {}
+  explicit PoolApi(std::unique_ptr<PoolCore> core)
+      : core_(std::move(core)), link_(std::make_shared<PoolLink>()) {
+    link_->core = core_.get();
+  }
   ~PoolApi() = default;
+  // The pool is going: handles that outlive it no longer reach it.
+  void Unlink() {
+    std::lock_guard<std::mutex> lock(link_->mu);
+    link_->core = nullptr;
+  }
   std::unique_ptr<PoolCore> core_;
+  std::shared_ptr<PoolLink> link_;
 
  private:
   template <bool kStar, class R, class... P, class Range>
@@ -586,25 +734,90 @@ class PoolApi {
         chunksize ? *chunksize : DefaultChunksize(n, core_->processes());
     if (n > 0 && size == 0)
       throw ValueError("chunksize must be at least 1; got 0");
-    auto state =
-        std::make_shared<ResultState<std::vector<T>>>(std::move(callbacks));
+    auto state = std::make_shared<ResultState<std::vector<T>>>(
+        std::move(callbacks), core_.get());
     auto job = std::make_shared<MapJob<T>>(state, n, size);
     if (n > 0) SubmitChunks<kStar>(fn, job, iterable, n, size);
-    return MapResult<T>(std::move(state));
+    return MapResult<T>(std::move(state), std::move(job), link_);
   }
 
   template <class R, class P, class Range>
-  IMapIterator<ResultType<R>> IMap(R (*fn)(P), const Range& iterable,
-                                   size_t chunksize, bool ordered) {
+  IMapIterator<ResultType<R>> IMap(R (*fn)(P), Range&& input, size_t chunksize,
+                                   bool ordered) {
     using T = ResultType<R>;
+    using Plain = std::remove_cvref_t<Range>;
     core_->CheckRunning();
     if (chunksize < 1) throw ValueError("chunksize must be at least 1; got 0");
-    const size_t n = static_cast<size_t>(
-        std::distance(std::begin(iterable), std::end(iterable)));
-    auto job =
-        std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize, ordered);
-    if (n > 0) SubmitChunks<false>(fn, job, iterable, n, chunksize);
-    return IMapIterator<T>(std::move(job));
+    if constexpr (!(std::ranges::sized_range<const Plain> &&
+                    std::ranges::forward_range<const Plain>)) {
+      return LazyIMap(fn, std::forward<Range>(input), chunksize, ordered);
+    } else {
+      const Plain& iterable = input;
+      const size_t n = static_cast<size_t>(
+          std::distance(std::begin(iterable), std::end(iterable)));
+      auto job = std::make_shared<IMapJob<T>>((n + chunksize - 1) / chunksize,
+                                              ordered, core_.get());
+      if (n > 0) SubmitChunks<false>(*core_, fn, job, iterable, n, chunksize);
+      return IMapIterator<T>(std::move(job));
+    }
+  }
+
+  // imap over an input read on demand, by the thread calling next().
+  template <class R, class P, class Range>
+  IMapIterator<ResultType<R>> LazyIMap(R (*fn)(P), Range&& input,
+                                       size_t chunksize, bool ordered) {
+    using T = ResultType<R>;
+    using Arg = Decay<P>;
+    // The range (moved in, or referred to) and where reading stopped.
+    struct Source {
+      explicit Source(Range&& r) : range(std::forward<Range>(r)) {}
+      std::conditional_t<std::is_lvalue_reference_v<Range>, Range,
+                         std::remove_cvref_t<Range>>
+          range;
+      std::optional<std::ranges::iterator_t<decltype(range)>> it;
+      uint32_t next_chunk = 0;
+    };
+    auto source = std::make_shared<Source>(std::forward<Range>(input));
+    auto job = std::make_shared<IMapJob<T>>(IMapJob<T>::kUnknown, ordered,
+                                            core_.get());
+    std::shared_ptr<PoolLink> link = link_;
+    auto feed = [fn, job, source, link, chunksize](size_t chunks) -> size_t {
+      Source& s = *source;
+      if (!s.it) s.it.emplace(std::ranges::begin(s.range));
+      std::vector<Arg> items;
+      while (items.size() < chunks * chunksize &&
+             *s.it != std::ranges::end(s.range)) {
+        items.push_back(Arg(**s.it));
+        ++*s.it;
+      }
+      const uint32_t first = s.next_chunk;
+      const size_t n = items.size();
+      const uint32_t fed =
+          static_cast<uint32_t>((n + chunksize - 1) / chunksize);
+      try {
+        std::lock_guard<std::mutex> lock(link->mu);
+        if (link->core == nullptr) {
+          throw ProcessError(
+              "the pool was destroyed before the input of this imap was used "
+              "up");
+        }
+        if (n > 0) {
+          SubmitChunks<false>(*link->core, fn, job, items, n, chunksize, first);
+        }
+      } catch (...) {
+        // The pool stopped (or an item could not be sent): next() raises
+        // this where the input stopped, then ends.
+        job->Fail(first, std::current_exception());
+        job->SetTotal(first + 1);
+        return 0;
+      }
+      s.next_chunk += fed;
+      if (fed < chunks) job->SetTotal(s.next_chunk);  // used up
+      return fed;
+    };
+    const size_t read_ahead =
+        std::max<size_t>(4, 2 * static_cast<size_t>(core_->processes()));
+    return IMapIterator<T>(std::move(job), std::move(feed), read_ahead);
   }
 
   // Splits `items` (n of them) into chunks and submits them in batches that
@@ -615,11 +828,19 @@ class PoolApi {
   void SubmitChunks(R (*fn)(P...),
                     const std::shared_ptr<TypedJob<ResultType<R>>>& job,
                     const Range& items, size_t n, size_t chunksize) {
+    SubmitChunks<kStar>(*core_, fn, job, items, n, chunksize);
+  }
+  // The same on `core`, numbering the chunks from `first`.
+  template <bool kStar, class R, class... P, class Range>
+  static void SubmitChunks(PoolCore& core, R (*fn)(P...),
+                           const std::shared_ptr<TypedJob<ResultType<R>>>& job,
+                           const Range& items, size_t n, size_t chunksize,
+                           uint32_t first = 0) {
     using T = ResultType<R>;
     using Arg = typename ArgOf<kStar, Decay<P>...>::type;
     const uint32_t chunks =
         static_cast<uint32_t>((n + chunksize - 1) / chunksize);
-    if (core_->threads()) {
+    if (core.threads()) {
       // Thread workers share the arguments; no pickling.
       auto args = std::make_shared<std::vector<Arg>>();
       args->reserve(n);
@@ -627,8 +848,10 @@ class PoolApi {
       std::vector<Chunk> all(chunks);
       for (uint32_t c = 0; c < chunks; ++c) {
         size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
-        all[c].index = c;
-        all[c].run = [fn, args, job, c, begin, end]() -> std::function<void()> {
+        const uint32_t index = first + c;
+        all[c].index = index;
+        all[c].run = [fn, args, job, index, begin,
+                      end]() -> std::function<void()> {
           try {
             std::vector<T> out;
             out.reserve(end - begin);
@@ -649,15 +872,17 @@ class PoolApi {
                 call(copy);
               }
             }
-            return [job, c, out = std::move(out)]() mutable {
-              job->DeliverValues(c, std::move(out));
+            return [job, index, out = std::move(out)]() mutable {
+              job->DeliverValues(index, std::move(out));
             };
           } catch (...) {
-            return [job, c, e = std::current_exception()] { job->Fail(c, e); };
+            return [job, index, e = std::current_exception()] {
+              job->Fail(index, e);
+            };
           }
         };
       }
-      core_->Submit(job, FunctionRef{}, std::move(all));
+      core.Submit(job, FunctionRef{}, std::move(all));
       return;
     }
     if constexpr (!(reduction::Picklable<Decay<P>> && ...)) {
@@ -665,12 +890,12 @@ class PoolApi {
     } else if constexpr (!reduction::Picklable<T>) {
       // The task could run but its result could not come back.
       for (uint32_t c = 0; c < chunks; ++c)
-        job->Fail(c, UnpicklableResult(typeid(T)));
+        job->Fail(first + c, UnpicklableResult(typeid(T)));
     } else {
       FunctionRef ref;
       ref.runner = Runner<kStar, R, P...>::Key();
       (void)Runner<kStar, R, P...>::registered;
-      if (core_->forked()) {
+      if (core.forked()) {
         ref.address = reduction::internal::FunctionAddress(fn);
       } else {
         const reduction::RegisteredFunction& registered =
@@ -683,7 +908,7 @@ class PoolApi {
       for (uint32_t c = 0; c < chunks; ++c) {
         size_t begin = c * chunksize, end = std::min(n, begin + chunksize);
         Chunk& chunk = batch.emplace_back();
-        chunk.index = c;
+        chunk.index = first + c;
         reduction::Writer w;
         w.begin_list();
         for (size_t i = begin; i < end; ++i, ++it) {
@@ -698,7 +923,7 @@ class PoolApi {
         batch_bytes += chunk.payload.size();
         if (batch.size() >= batch_size || batch_bytes >= (64 << 10) ||
             c + 1 == chunks) {
-          core_->Submit(job, ref, std::move(batch));
+          core.Submit(job, ref, std::move(batch));
           batch.clear();
           batch_size = std::min<size_t>(batch_size * 2, 256);
           batch_bytes = 0;

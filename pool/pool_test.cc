@@ -2,17 +2,21 @@
 // initializer, maxtasksperchild, and workers dying in the middle of a task.
 #include "pool/pool.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "pool/internal/watchdog.h"
 #include "process/context.h"
 #include "process/process.h"
 #include "reduction/registry.h"
@@ -49,6 +54,10 @@ int sleep_ms(int ms) {
   return ms;
 }
 int get_pid() { return static_cast<int>(getpid()); }
+int pid_after_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return static_cast<int>(getpid());
+}
 void nothing(int) {}
 std::string bad_utf8(int) { return std::string("\xff\xfe", 2); }
 std::string greet(const std::string& name) { return "hello " + name; }
@@ -81,6 +90,46 @@ void init_worker(int value) { g_initialized.store(value); }
 int read_initialized() { return g_initialized.load(); }
 void init_throws() { throw mp::ValueError("initializer trouble"); }
 
+// Counts its runs in the file named by $POOL_TEST_RUNS (one byte a run, so
+// that runs in every worker process add up), takes a few ms, and fails on a
+// negative item: -1 kills its worker, -2 throws.
+int count_run(int x) {
+  int fd = open(std::getenv("POOL_TEST_RUNS"), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd >= 0) {
+    [[maybe_unused]] ssize_t n = write(fd, "r", 1);
+    close(fd);
+  }
+  if (x == -1) raise(SIGKILL);
+  if (x == -2) throw mp::ValueError("minus two");
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return x;
+}
+
+// Writes its pid to `path` (made under another name, then renamed, so that
+// the file is whole once it exists), then sleeps: a task the test can see
+// running.
+int announce_and_sleep(std::string path) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::string pid = std::to_string(getpid());
+  [[maybe_unused]] ssize_t n = write(fd, pid.data(), pid.size());
+  close(fd);
+  rename(tmp.c_str(), path.c_str());
+  std::this_thread::sleep_for(std::chrono::seconds(20));
+  return 0;
+}
+
+// Blocks a ThreadPool worker until the test lets it go (at most 20 s).
+std::atomic<bool> g_release{false};
+std::atomic<bool> g_waiting{false};  // a worker thread waits for g_release
+int wait_for_release(int x) {
+  g_waiting = true;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!g_release.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return x;
+}
+
 int unregistered_square(int x) { return x * x; }
 
 struct NoPickle {
@@ -98,6 +147,7 @@ MP_REGISTER_FUNCTION(pool_test::throw_custom);
 MP_REGISTER_FUNCTION(pool_test::throw_out_of_range);
 MP_REGISTER_FUNCTION(pool_test::sleep_ms);
 MP_REGISTER_FUNCTION(pool_test::get_pid);
+MP_REGISTER_FUNCTION(pool_test::pid_after_ms);
 MP_REGISTER_FUNCTION(pool_test::nothing);
 MP_REGISTER_FUNCTION(pool_test::bad_utf8);
 MP_REGISTER_FUNCTION(pool_test::greet);
@@ -106,38 +156,14 @@ MP_REGISTER_FUNCTION(pool_test::die_on_three);
 MP_REGISTER_FUNCTION(pool_test::init_worker);
 MP_REGISTER_FUNCTION(pool_test::read_initialized);
 MP_REGISTER_FUNCTION(pool_test::init_throws);
+MP_REGISTER_FUNCTION(pool_test::count_run);
+MP_REGISTER_FUNCTION(pool_test::announce_and_sleep);
 
 namespace {
 
 using namespace pool_test;
 
-// Aborts the test program if a test runs too long, so that a hang fails.
-class Watchdog {
- public:
-  explicit Watchdog(std::chrono::seconds limit) {
-    thread_ = std::thread([this, limit] {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (!cv_.wait_for(lock, limit, [&] { return done_; })) {
-        std::cerr << "watchdog: test exceeded its deadline" << std::endl;
-        std::abort();
-      }
-    });
-  }
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using multiprocessing::pool::internal::Watchdog;
 
 // A Pool or a ThreadPool behind the shared API.
 class AnyPool {
@@ -592,6 +618,318 @@ TEST_P(PoolTest, TooLargeArgumentsFailTheCall) {
   EXPECT_EQ(pool->apply(length, {std::string(1000, 'y')}), 1000u);
 }
 
+// What a callback may not do: wait on its own pool, whose results only the
+// thread running the callback delivers. Each such call raises RuntimeError
+// (CPython's pool hangs), submitting more work still works, and the pool's
+// destructor returns. (Before the fix this test hung; the watchdog bounds it.)
+TEST_P(PoolTest, BlockingCallsFromACallbackRaise) {
+  AnyPool pool = Make();
+  std::mutex mu;
+  std::vector<std::string> raised;  // "call: message"
+  std::vector<mp::pool::AsyncResult<int>> chained;
+  auto expect_runtime_error = [&](const char* call, auto&& f) {
+    std::string outcome = std::string(call) + ": did not raise";
+    try {
+      f();
+    } catch (const mp::RuntimeError& e) {
+      outcome = std::string(call) + ": " + e.what();
+    } catch (const std::exception& e) {
+      outcome = std::string(call) + ": wrong exception " + e.what();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    raised.push_back(outcome);
+  };
+  auto in_callback = [&] {
+    expect_runtime_error("apply", [&] { pool->apply(square, {2}); });
+    expect_runtime_error("map", [&] { pool->map(square, Range(3)); });
+    expect_runtime_error("starmap", [&] {
+      pool->starmap(add, std::vector<std::tuple<int, int>>{{1, 2}});
+    });
+    auto next = pool->apply_async(square, {5});  // allowed
+    expect_runtime_error("get", [&] { next.get(); });
+    expect_runtime_error("get(timeout)", [&] { next.get(kLong); });
+    expect_runtime_error("wait", [&] { next.wait(); });
+    auto it = pool->imap(square, Range(2));
+    expect_runtime_error("imap next", [&] { it.next(); });
+    expect_runtime_error("join", [&] { pool->join(); });
+    std::lock_guard<std::mutex> lock(mu);
+    chained.push_back(next);
+  };
+  auto ok = pool->apply_async(square, {3},
+                              {.callback = [&](const int&) { in_callback(); }});
+  auto failed = pool->apply_async(
+      fail_on_five, {5},
+      {.error_callback = [&](const std::exception&) { in_callback(); }});
+  EXPECT_EQ(ok.get(kLong), 9);
+  EXPECT_THROW(failed.get(kLong), mp::ValueError);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(raised.size(), 16u);
+    for (const std::string& r : raised) {
+      EXPECT_NE(r.find("result-handling thread"), std::string::npos) << r;
+    }
+    ASSERT_EQ(chained.size(), 2u);
+  }
+  // What the callbacks submitted ran, and the pool still works.
+  for (auto& r : chained) EXPECT_EQ(r.get(kLong), 25);
+  EXPECT_EQ(pool->map(square, Range(10)), Squares(10));
+  pool.reset();  // returns
+}
+
+// terminate() from a callback stops the pool; the destructor returns.
+TEST_P(PoolTest, TerminateFromACallback) {
+  AnyPool pool = Make();
+  std::atomic<bool> terminated{false};
+  auto r = pool->apply_async(square, {3}, {.callback = [&](const int&) {
+                               pool->terminate();
+                               terminated = true;
+                             }});
+  EXPECT_EQ(r.get(kLong), 9);
+  EXPECT_TRUE(terminated.load());
+  EXPECT_THROW(pool->apply_async(square, {1}), mp::ValueError);
+  pool.reset();
+}
+
+// A map that failed does not run its other chunks: the next map is not
+// queued behind them. Counted in runs, not time.
+TEST_P(PoolTest, FailedMapDropsItsUnstartedChunks) {
+  const char* runs = std::getenv("POOL_TEST_RUNS");
+  ASSERT_NE(runs, nullptr);
+  close(open(runs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  AnyPool pool = Make();
+  std::vector<int> items = Range(200);
+  items[2] = threads() ? -2 : -1;  // a worker dies (a thread throws)
+  auto failed = pool->map_async(count_run, items, 1);
+  if (threads()) {
+    EXPECT_THROW(failed.get(kLong), mp::ValueError);
+  } else {
+    EXPECT_THROW(failed.get(kLong), mp::ProcessError);
+  }
+  // Runs behind the failed map's chunks that were already handed out.
+  EXPECT_EQ(pool->map(square, Range(20), 1), Squares(20));
+  struct stat st {};
+  ASSERT_EQ(stat(runs, &st), 0);
+  std::cout << "chunks of the failed map that ran: " << st.st_size << " of 200"
+            << std::endl;
+  // Without the cancellation all 200 run before the second map.
+  EXPECT_LT(st.st_size, 40);
+  EXPECT_GE(st.st_size, 3);
+}
+
+// A file in the test's temporary directory, removed now and at the end.
+class ScratchFile {
+ public:
+  explicit ScratchFile(const std::string& name)
+      : path_(std::string(std::getenv("TEST_TMPDIR")) + "/" + name) {
+    unlink(path_.c_str());
+  }
+  ~ScratchFile() { unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Waits (at most kLong) for announce_and_sleep to announce itself at `path`;
+// returns the pid it wrote, 0 if none.
+int WaitForAnnouncement(const std::string& path) {
+  auto deadline = std::chrono::steady_clock::now() + kLong;
+  while (access(path.c_str(), F_OK) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);  // polls a condition, with a deadline
+  }
+  int pid = 0;
+  std::ifstream in(path);
+  in >> pid;
+  return pid;
+}
+
+// After terminate(), a task that was running says the pool was terminated,
+// not that its worker was replaced.
+TEST_P(PoolTest, TerminateSaysWhatHappened) {
+  if (threads()) GTEST_SKIP() << "a thread's running task is not stopped";
+  ScratchFile started("started-" + GetParam());
+  AnyPool pool = Make();
+  auto r = pool->apply_async(announce_and_sleep, {started.path()});
+  ASSERT_NE(WaitForAnnouncement(started.path()), 0);
+  pool->terminate();
+  try {
+    r.get(kLong);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::ProcessError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("terminated"), std::string::npos) << what;
+    EXPECT_EQ(what.find("replaced"), std::string::npos) << what;
+    EXPECT_EQ(what.find("new worker"), std::string::npos) << what;
+  }
+}
+
+// cancel() withdraws a call that no worker was handed yet, as
+// concurrent.futures does; a call already handed out is not cancelled.
+TEST_P(PoolTest, CancelACallNotYetStarted) {
+  ScratchFile started("cancel-" + GetParam());
+  g_release = false;
+  g_waiting = false;
+  AnyPool pool = Make({.processes = 1});
+  // The only worker is busy, and holds one more task ahead (see Depth).
+  mp::pool::AsyncResult<int> busy =
+      threads() ? pool->apply_async(wait_for_release, {0})
+                : pool->apply_async(announce_and_sleep, {started.path()});
+  if (threads()) {
+    // A thread takes its task only when free: wait until it took this one.
+    auto deadline = std::chrono::steady_clock::now() + kLong;
+    while (!g_waiting && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);  // polls a condition, with a deadline
+    ASSERT_TRUE(g_waiting.load());
+  }
+  auto ahead = pool->apply_async(square, {2});
+  auto waiting = pool->apply_async(square, {7});
+  std::atomic<int> error_callbacks{0};
+  auto waiting_map = pool->map_async(
+      square, Range(10), 2, {.error_callback = [&](const std::exception& e) {
+        if (dynamic_cast<const mp::pool::CancelledError*>(&e))
+          ++error_callbacks;
+      }});
+  EXPECT_FALSE(busy.cancel());
+  EXPECT_TRUE(waiting.cancel());
+  EXPECT_TRUE(waiting.cancelled());
+  EXPECT_TRUE(waiting.ready());
+  EXPECT_FALSE(waiting.successful());
+  EXPECT_THROW(waiting.get(kLong), mp::pool::CancelledError);
+  EXPECT_FALSE(waiting.cancel());  // once
+  EXPECT_TRUE(waiting_map.cancel());
+  EXPECT_THROW(waiting_map.get(kLong), mp::pool::CancelledError);
+  EXPECT_EQ(error_callbacks.load(), 1);
+  EXPECT_FALSE(busy.cancelled());
+  if (threads()) {
+    g_release = true;
+    EXPECT_EQ(busy.get(kLong), 0);
+    EXPECT_EQ(ahead.get(kLong), 4);
+    EXPECT_FALSE(ahead.cancel());  // done
+    // The cancelled calls never ran; the pool goes on.
+    EXPECT_EQ(pool->map(square, Range(5)), Squares(5));
+  }
+  pool.reset();
+}
+
+// terminate() of a running call kills its worker, which the pool replaces;
+// get() says what happened.
+TEST_P(PoolTest, TerminateARunningCall) {
+  if (threads()) GTEST_SKIP() << "a thread cannot be stopped";
+  ScratchFile started("terminate-" + GetParam());
+  AnyPool pool = Make();
+  auto r = pool->apply_async(announce_and_sleep, {started.path()});
+  const int pid = WaitForAnnouncement(started.path());
+  ASSERT_NE(pid, 0);
+  auto deadline = std::chrono::steady_clock::now() + kLong;
+  r.terminate();
+  try {
+    r.get(kLong);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::ProcessError& e) {
+    EXPECT_NE(std::string(e.what()).find("AsyncResult::terminate()"),
+              std::string::npos)
+        << e.what();
+  }
+  // The worker is gone (reaped by the pool) ...
+  while (kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_NE(kill(pid, 0), 0) << "the worker running the call still runs";
+  // ... and replaced: both workers serve tasks again.
+  std::set<int> pids;
+  // (A spawned replacement takes a while to start.)
+  while (pids.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    // Two at once go to the two workers (least loaded first).
+    auto a = pool->apply_async(pid_after_ms, {20});
+    auto b = pool->apply_async(pid_after_ms, {20});
+    pids = {a.get(kLong), b.get(kLong)};
+  }
+  EXPECT_EQ(pids.size(), 2u);
+  EXPECT_EQ(pids.count(pid), 0u);
+  EXPECT_EQ(pool->map(square, Range(20), 1), Squares(20));
+  r.terminate();  // done: nothing happens
+  EXPECT_FALSE(r.cancel());
+}
+
+// A lazy input range, read once: `limit` numbers from 0 (unbounded if
+// negative), counting how many were read. (The toolchain's clang cannot
+// compile libstdc++'s std::views::iota; any range type takes the same path.)
+class Numbers {
+ public:
+  explicit Numbers(int limit, std::atomic<int>* pulled = nullptr)
+      : limit_(limit), pulled_(pulled) {}
+  class iterator {
+   public:
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(Numbers* owner) : owner_(owner) {}
+    int operator*() const { return owner_->next_; }
+    iterator& operator++() {
+      ++owner_->next_;
+      if (owner_->pulled_ != nullptr) ++*owner_->pulled_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const {
+      return owner_->limit_ >= 0 && owner_->next_ >= owner_->limit_;
+    }
+
+   private:
+    Numbers* owner_ = nullptr;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  int limit_;
+  std::atomic<int>* pulled_;
+  int next_ = 0;
+};
+static_assert(std::ranges::input_range<Numbers>);
+static_assert(!std::ranges::sized_range<Numbers>);
+
+// imap over inputs read as results are taken: an unbounded one whose
+// consumer stops early (the pool then closes cleanly), read-ahead bounded,
+// a finite lazy one, an empty one.
+TEST_P(PoolTest, ImapOverLazyAndUnboundedInputs) {
+  AnyPool pool = Make();
+  auto first = pool->imap(square, Numbers(-1));  // moved in
+  for (int i = 0; i < 50; ++i) {
+    std::optional<int> v = first.next(kLong);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(*v, i * i);
+  }
+  // Read-ahead is a few chunks per worker (2 workers: 4 chunks of 3 items).
+  std::atomic<int> pulled{0};
+  Numbers counted(-1, &pulled);  // an lvalue: referred to
+  auto second = pool->imap_unordered(square, counted, 3);
+  std::set<int> got;
+  for (int i = 0; i < 30; ++i) got.insert(*second.next(kLong));
+  EXPECT_EQ(got.size(), 30u);
+  EXPECT_LE(pulled.load(), 30 + 6 * 3) << "read too far ahead";
+  std::vector<int> squares;
+  for (int v : pool->imap(square, Numbers(50), 4)) squares.push_back(v);
+  ASSERT_EQ(squares.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(squares[i], i * i);
+  auto none = pool->imap(square, Numbers(0));
+  EXPECT_FALSE(none.next(kLong).has_value());
+  // The unbounded inputs were left unfinished; the pool still closes, and
+  // reading on says the pool stopped, once what was sent is taken.
+  pool->close();
+  pool->join();
+  bool raised = false;
+  for (int i = 0; i < 100 && !raised; ++i) {
+    try {
+      if (!first.next(kLong)) break;
+    } catch (const mp::ValueError& e) {
+      raised = true;
+      EXPECT_NE(std::string(e.what()).find("not running"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(raised);
+}
+
 INSTANTIATE_TEST_SUITE_P(Methods, PoolTest,
                          ::testing::Values("fork", "spawn", "forkserver",
                                            "thread"));
@@ -604,6 +942,13 @@ INSTANTIATE_TEST_SUITE_P(Methods, WorkerDeathTest,
 
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
+  // Before any worker (or the forkserver) starts, so that every worker has it.
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string runs = std::string(tmp != nullptr ? tmp : "/tmp") + "/runs-" +
+                     std::to_string(getpid());
+  setenv("POOL_TEST_RUNS", runs.c_str(), 1);
   ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  int rc = RUN_ALL_TESTS();
+  unlink(runs.c_str());
+  return rc;
 }

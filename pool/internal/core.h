@@ -5,11 +5,13 @@
 #ifndef MULTIPROCESSING_POOL_INTERNAL_CORE_H_
 #define MULTIPROCESSING_POOL_INTERNAL_CORE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -23,6 +25,25 @@
 
 namespace multiprocessing::pool::internal {
 
+class PoolCore;
+
+// The pool whose result-handling thread is the calling thread; null on every
+// other thread. Callbacks run there, and a callback that waits on its own
+// pool would wait for itself: such waits raise instead (see
+// ThrowBlockingOnResultThread).
+inline thread_local const PoolCore* t_result_thread_of = nullptr;
+
+// RuntimeError: `call` would block the result-handling thread of its pool
+// until that same thread delivered a result, which it never could.
+[[noreturn]] void ThrowBlockingOnResultThread(const char* call);
+
+// Raises that RuntimeError when the caller is `core`'s result thread.
+inline void CheckNotResultThread(const PoolCore* core, const char* call) {
+  if (core != nullptr && t_result_thread_of == core) {
+    ThrowBlockingOnResultThread(call);
+  }
+}
+
 // A submitted call (apply, map, imap, ...) made of chunks. The pool reports
 // each chunk's outcome exactly once, from its result-handling thread.
 class JobBase {
@@ -35,6 +56,52 @@ class JobBase {
   // Whether delivering an outcome runs a user's callback, which must happen
   // on the pool's result-handling thread.
   virtual bool has_callbacks() const { return false; }
+
+  // Whether the job's outcome is settled and its remaining chunks are of no
+  // use (a map that failed, a cancelled call): the pool drops those not yet
+  // started.
+  bool abandoned() const {
+    return state_.load(std::memory_order_relaxed) >= kAbandoned;
+  }
+  // True once, for the first caller after the job was abandoned: that caller
+  // drops the job's queued chunks.
+  bool TakeAbandoned() {
+    if (state_.load(std::memory_order_relaxed) != kAbandoned) return false;
+    int expected = kAbandoned;
+    return state_.compare_exchange_strong(expected, kDropped,
+                                          std::memory_order_acq_rel);
+  }
+  // Called by the pool as it hands one of the job's chunks to a worker:
+  // false (do not run it) once the job is abandoned.
+  bool TryStart() {
+    int s = state_.load(std::memory_order_relaxed);
+    while (s == kLive) {
+      if (state_.compare_exchange_weak(s, kStarted,
+                                       std::memory_order_acq_rel)) {
+        return true;
+      }
+    }
+    return s == kStarted;
+  }
+  // Withdraws the job if no chunk of it was handed to a worker yet (then
+  // true, and the pool drops its chunks); false once one was.
+  bool Cancel() {
+    int expected = kLive;
+    return state_.compare_exchange_strong(expected, kAbandoned,
+                                          std::memory_order_acq_rel);
+  }
+
+  // Settles nothing; marks the job's remaining chunks as unwanted.
+  void Abandon() {
+    int s = state_.load(std::memory_order_relaxed);
+    while (s < kAbandoned && !state_.compare_exchange_weak(
+                                 s, kAbandoned, std::memory_order_acq_rel)) {
+    }
+  }
+
+ private:
+  static constexpr int kLive = 0, kStarted = 1, kAbandoned = 2, kDropped = 3;
+  std::atomic<int> state_{kLive};
 };
 
 // How a worker process finds the code of a chunk: the runner (by the name it
@@ -63,9 +130,19 @@ struct PickledCall {
   std::string args;
 };
 
+// A handle's way back to its pool, which it may outlive: `core` is null once
+// the pool is gone.
+struct PoolLink {
+  std::mutex mu;
+  PoolCore* core = nullptr;
+};
+
 // What Pool and ThreadPool implement.
 class PoolCore {
  public:
+  // Kills the worker processes running a chunk of `job` (abandoned first);
+  // the pool replaces them. Threads cannot be stopped: a no-op there.
+  virtual void KillRunning(const JobBase& job) { (void)job; }
   virtual ~PoolCore() = default;
   // True for worker threads: chunks carry `run` instead of a payload.
   virtual bool threads() const = 0;

@@ -341,13 +341,22 @@ bool SemLock::MutexAcquireSlow(bool block, std::optional<double> timeout) {
         word->compare_exchange_strong(expected, kLocked,
                                       std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
-      return true;
+      // A bias being revoked may still be held (RevokeBias waits for it
+      // without the word).
+      return BiasPresent() ? RevokeBias(DeadlineAfter(timeout)) : true;
     }
   }
+  Deadline deadline = DeadlineAfter(timeout);
+  if (!TakeWordSleeping(deadline)) return false;
+  if (BiasPresent()) return RevokeBias(deadline);
+  return true;
+}
+
+bool SemLock::TakeWordSleeping(const Deadline& deadline) {
+  std::atomic<uint32_t>* word = mutex_word();
   // Announce the sleep in the sleepers' half, then make sure every releaser
   // either sees the announcement (and wakes us) or has its release visible
   // below (membarrier.h).
-  Deadline deadline = DeadlineAfter(timeout);
   sleepers_word()->fetch_add(1);
   HeavyFence();
   bool taken = false;
@@ -364,7 +373,6 @@ bool SemLock::MutexAcquireSlow(bool block, std::optional<double> timeout) {
     FutexWait(word, kLocked, deadline);
   }
   sleepers_word()->fetch_sub(1);
-  if (taken && BiasPresent()) return RevokeBias(deadline);
   return taken;
 }
 
@@ -380,17 +388,27 @@ bool SemLock::RevokeBias(const Deadline& deadline) {
     if (held->load(std::memory_order_acquire) == 0) return true;
     CpuRelax();
   }
-  // Held through the bias: wait for its release (which wakes us, since the
-  // bias is gone), re-checking now and then in case the holder backs off.
+  // Held through the bias. Wait for its release (which wakes us, since the
+  // bias is gone) without holding the word, so that a waiter killed here
+  // leaves the lock as it found it; whoever takes the word meanwhile sees the
+  // flag and waits likewise. Then take the word again.
   for (;;) {
-    uint32_t seen = held->load(std::memory_order_acquire);
-    if (seen == 0) return true;
-    if (Expired(deadline)) break;
-    FutexWait(held, seen, SliceOf(deadline, 0.05));
+    ReleaseWord();
+    for (;;) {
+      uint32_t seen = held->load(std::memory_order_acquire);
+      if (seen == 0) break;
+      if (Expired(deadline)) return false;
+      FutexWait(held, seen, SliceOf(deadline, 0.05));
+    }
+    uint32_t expected = kFree;
+    if (!mutex_word()->compare_exchange_strong(expected, kLocked,
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed) &&
+        !TakeWordSleeping(deadline)) {
+      return false;
+    }
+    if (held->load(std::memory_order_acquire) == 0) return true;
   }
-  // Timed out: let the word go again.
-  ReleaseWord();
-  return false;
 }
 
 void SemLock::WakeBiasWaiters() { FutexWakeAll(bias_held_word()); }

@@ -249,8 +249,10 @@ class SemLock {
   // flag and then checks the bias and the mutex word; any other taker takes
   // the mutex word, then clears the bias and runs a HeavyFence before it
   // checks the flag (a Dekker handshake with asymmetric fences, membarrier.h)
-  // and waits for it to clear. So the first other taker revokes the bias for
-  // good, once, and from then on the Lock is the futex mutex above.
+  // and waits for it to clear, letting the word go meanwhile (so that a taker
+  // killed while it waits leaves nothing held) and taking it again after. So
+  // the first other taker revokes the bias for good, once, and from then on the
+  // Lock is the futex mutex above.
   static constexpr uint32_t kBiasTrying = 1;
   static constexpr uint32_t kBiasHeld = 2;
   static_assert(sizeof(sem_t) >= 6 * sizeof(uint32_t));
@@ -304,6 +306,8 @@ class SemLock {
            bias_held_word()->load(std::memory_order_relaxed) == kBiasHeld;
   }
   bool MutexAcquireSlow(bool block, std::optional<double> timeout);
+  // Takes the mutex word, sleeping until `deadline`; false if it passed.
+  bool TakeWordSleeping(const Deadline& deadline);
   void WakeOne();
   [[noreturn]] static void ThrowNotOwned();
   [[noreturn]] static void ThrowReleasedTooManyTimes();
