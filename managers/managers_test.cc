@@ -3,9 +3,12 @@
 // the death of the owner or of the server.
 #include "managers/managers.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -655,6 +658,137 @@ TEST(RemoteManager, ServerAndTwoClientProcesses) {
   EXPECT_FALSE(serving.is_alive());
   // The server is gone: a call fails at once.
   EXPECT_THROW(q.qsize(), mp::Exception);
+}
+
+// A CPython program (managers/testdata/python_queue_server.py) serving the
+// documentation's QueueManager, with pipes to its stdin and stdout; closing
+// stdin ends it.
+class PythonServer {
+ public:
+  PythonServer() {
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2 failed";
+      return;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    const char* argv[] = {"python3", "managers/testdata/python_queue_server.py",
+                          "0", nullptr};
+    extern char** environ;
+    int rc = ::posix_spawnp(&pid_, "python3", &actions, nullptr,
+                            const_cast<char**>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in[0]);
+    ::close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+    if (rc != 0) {
+      pid_ = 0;
+      ADD_FAILURE() << "could not run python3: " << rc;
+      return;
+    }
+    port_ = std::atoi(ReadLine().c_str());
+  }
+  ~PythonServer() {
+    if (stdin_ >= 0) ::close(stdin_);
+    if (pid_ > 0 && !WaitPidGone(pid_, kDeadline)) ::kill(pid_, SIGKILL);
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    if (stdout_ >= 0) ::close(stdout_);
+  }
+  int port() const { return port_; }
+  // Closes its stdin; returns the number of objects it still held.
+  int Finish() {
+    ::close(stdin_);
+    stdin_ = -1;
+    return std::atoi(ReadLine().c_str());
+  }
+
+ private:
+  // One line of its stdout, waiting at most kDeadline.
+  std::string ReadLine() {
+    std::string line;
+    const auto end = std::chrono::steady_clock::now() + kDeadline;
+    char c;
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd p{stdout_, POLLIN, 0};
+      if (::poll(&p, 1, 100) != 1) continue;
+      if (::read(stdout_, &c, 1) != 1 || c == '\n') return line;
+      line.push_back(c);
+    }
+    ADD_FAILURE() << "the Python server printed no line in time";
+    return line;
+  }
+  pid_t pid_ = 0;
+  int stdin_ = -1;
+  int stdout_ = -1;
+  int port_ = 0;
+};
+
+void PythonServerClientPuts(int port) {
+  managers::BaseManager m(mp::connection::Address("127.0.0.1", port),
+                          "abracadabra");
+  m.register_("get_queue");
+  m.connect();
+  m.create<managers::QueueProxy>("get_queue").put(std::string("hello"));
+}
+MP_REGISTER_FUNCTION(PythonServerClientPuts);
+
+// C++ clients of CPython's manager server: the doc's put and get from two
+// processes, errors of each kind, a method returning a proxy, and reference
+// counting that leaves the server holding nothing.
+TEST(CPythonInterop, CppClientsUsePythonServer) {
+  PythonServer python;
+  ASSERT_GT(python.port(), 0);
+  mp::Process putter =
+      mp::get_context("spawn").Process(PythonServerClientPuts, python.port());
+  putter.start();
+  JoinOrFail(putter);
+  {
+    managers::BaseManager m(mp::connection::Address("127.0.0.1", python.port()),
+                            "abracadabra");
+    m.register_("get_queue");
+    m.register_("Maths");
+    m.connect();
+    auto q = m.create<managers::QueueProxy>("get_queue");
+    EXPECT_EQ(q.get<std::string>(true, kDeadline), "hello");
+    EXPECT_THROW(q.get_nowait(), mp::queues::Empty);
+    q.put(Object::list({1, 2.5, nullptr, "x"}));
+    EXPECT_EQ(repr(q.get(true, kDeadline)), "[1, 2.5, None, 'x']");
+    EXPECT_EQ(m.number_of_objects(), 1);
+
+    auto maths = m.create("Maths");
+    EXPECT_EQ(maths._callmethod<int>("add", 4, 3), 7);
+    try {
+      maths._callmethod("fail");
+      ADD_FAILURE() << "fail() did not raise";
+    } catch (const mp::KeyError& e) {
+      EXPECT_EQ(std::string(e.what()), "'nope'");
+    }
+    EXPECT_THROW(maths._callmethod("broken"), mp::RemoteError);
+    try {
+      maths._callmethod("no_such_method");
+      ADD_FAILURE() << "no_such_method() did not raise";
+    } catch (const mp::RemoteError& e) {
+      EXPECT_NE(std::string(e.what()).find("AttributeError"), std::string::npos)
+          << e.what();
+    }
+    {
+      auto child = maths._callmethod<managers::AutoProxy>("child");
+      EXPECT_EQ(child._callmethod<int>("add", 40, 2), 42);
+      auto grandchild = child._callmethod<managers::AutoProxy>("child");
+      EXPECT_EQ(grandchild._callmethod<std::string>("add", "a", "b"), "ab");
+      EXPECT_EQ(m.number_of_objects(), 4);
+    }
+    EXPECT_EQ(m.number_of_objects(), 2);
+    managers::BaseManager wrong(
+        mp::connection::Address("127.0.0.1", python.port()), "wrong key");
+    EXPECT_THROW(wrong.connect(), mp::AuthenticationError);
+  }
+  // Every proxy is gone: the server holds nothing.
+  EXPECT_EQ(python.Finish(), 0);
 }
 
 // CPython's BaseManager.connect() clients use a C++ server for built-in

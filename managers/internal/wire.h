@@ -43,9 +43,6 @@ ProxyRecipe RecipeFromObject(const reduction::Object& o);
 // builtins.Exception("name: message")), so that CPython clients raise it.
 std::string EncodeErrorReply(const std::string& name,
                              const std::string& message);
-// Reads what EncodeErrorReply writes; false for anything else.
-bool DecodeErrorReply(std::string_view bytes, std::string* name,
-                      std::string* message);
 
 }  // namespace multiprocessing::managers::internal
 
