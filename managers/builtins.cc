@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "errors/errors.h"
 #include "managers/internal/wire.h"
 #include "queues/queues.h"
+#include "reduction/registry.h"
 
 namespace multiprocessing::managers {
 
@@ -1167,10 +1169,34 @@ class ConditionReferent : public Blocking {
   std::deque<std::shared_ptr<bool>> waiters_;
 };
 
+// The action of a Barrier: None or a registered function, (kFunctionTag,
+// name).
+const reduction::RegisteredFunction* ActionArg(const Call& call, size_t index) {
+  std::optional<Item> a = Arg(call, index, "action");
+  if (!a) return nullptr;
+  Object v = ValueOf(*a);
+  if (v.is_none()) return nullptr;
+  if (!IsTagged(v, kFunctionTag) || v.size() != 2 || !v.items()[1].is_str()) {
+    throw TypeError(
+        "a Barrier's action must be a function registered with "
+        "MP_REGISTER_FUNCTION, got " +
+        reduction::repr(v).substr(0, 100));
+  }
+  const std::string& name = v.items()[1].as_str();
+  const reduction::RegisteredFunction* f = reduction::FindFunction(name);
+  if (f == nullptr) {
+    throw UnpicklingError("the Barrier's action '" + name +
+                          "' is not registered in the manager's server "
+                          "program (MP_REGISTER_FUNCTION)");
+  }
+  return f;
+}
+
 class BarrierReferent : public Blocking {
  public:
-  BarrierReferent(int64_t parties, Seconds timeout)
-      : parties_(parties), timeout_(timeout) {
+  BarrierReferent(int64_t parties, const reduction::RegisteredFunction* action,
+                  Seconds timeout)
+      : parties_(parties), action_(action), timeout_(timeout) {
     if (parties < 1) throw ValueError("parties must be >= 1");
   }
   std::string type_name() const override { return "Barrier"; }
@@ -1186,6 +1212,17 @@ class BarrierReferent : public Blocking {
       std::shared_ptr<Generation> gen = gen_;
       int64_t index = count_++;
       if (count_ == parties_) {
+        if (action_ != nullptr) {
+          // Run before anyone is released; a failure breaks the barrier.
+          try {
+            reduction::OutOfBand args_oob, result_oob;
+            action_->call_pickled(reduction::dumps(std::tuple<>()), &args_oob,
+                                  &result_oob);
+          } catch (...) {
+            Break();
+            throw;
+          }
+        }
         gen->released = true;
         count_ = 0;
         gen_ = std::make_shared<Generation>();
@@ -1236,6 +1273,7 @@ class BarrierReferent : public Blocking {
     cv_.notify_all();
   }
   int64_t parties_;
+  const reduction::RegisteredFunction* action_;
   Seconds timeout_;
   int64_t count_ = 0;
   bool broken_ = false;
@@ -1390,6 +1428,7 @@ const std::vector<Builtin>& Builtins() {
        [](Call& c) -> std::shared_ptr<Referent> {
          c.expect("Barrier", 1, 3);
          return std::make_shared<BarrierReferent>(IntArg(c, 0, "parties", 1),
+                                                  ActionArg(c, 1),
                                                   TimeoutArg(c, 2, false));
        },
        {"__getattribute__", "wait", "abort", "reset"}},

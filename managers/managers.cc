@@ -94,6 +94,25 @@ std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
                   proxy_name, /*owned=*/true);
 }
 
+Object FunctionReference(const void* address) {
+  if (address == nullptr) return Object();
+  const reduction::RegisteredFunction* f = reduction::FindFunction(address);
+  if (f == nullptr) {
+    throw PicklingError(
+        "the function is not registered, so it cannot be sent to the "
+        "manager's server process, which calls it: add "
+        "MP_REGISTER_FUNCTION(f) at namespace scope");
+  }
+  return Object::tuple({Object::bytes(kFunctionTag), Object(f->name)});
+}
+
+void CallableNotSendable(const char* what) {
+  throw PicklingError(absl::StrCat(
+      "cannot send ", what,
+      " to the manager's server process, which calls it: only functions "
+      "registered with MP_REGISTER_FUNCTION travel to another program"));
+}
+
 namespace {
 
 // Stops `server` when the owner process ends; returns the watcher thread.

@@ -55,6 +55,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -74,6 +75,37 @@ std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
                                     const std::string& type_id,
                                     const std::string& args,
                                     const char* proxy_name);
+
+// How a function travels to a server that calls it (a Barrier's action): by
+// its MP_REGISTER_FUNCTION name, as pickle sends a function by its qualified
+// name. PicklingError for a function that is not registered. `address` null:
+// None (no function).
+reduction::Object FunctionReference(const void* address);
+[[noreturn]] void CallableNotSendable(const char* what);
+
+template <class F>
+reduction::Object FunctionReference(const F& f) {
+  using D = std::decay_t<F>;
+  if constexpr (std::is_same_v<D, std::nullptr_t>) {
+    return reduction::Object();
+  } else if constexpr (std::is_pointer_v<D> &&
+                       std::is_function_v<std::remove_pointer_t<D>>) {
+    return FunctionReference(reinterpret_cast<const void*>(f));
+  } else if constexpr (std::is_function_v<F>) {
+    return FunctionReference(reinterpret_cast<const void*>(&f));
+  } else if constexpr (requires { requires std::is_pointer_v<decltype(+f)>; }) {
+    // A lambda without captures: the function it converts to.
+    return FunctionReference(reinterpret_cast<const void*>(+f));
+  } else if constexpr (requires { f.template target<void (*)()>(); }) {
+    // A std::function: only one holding a plain function can travel.
+    if (!f) return reduction::Object();
+    if (auto* const* fn = f.template target<void (*)()>())
+      return FunctionReference(reinterpret_cast<const void*>(*fn));
+    CallableNotSendable("a std::function holding a lambda or functor");
+  } else {
+    CallableNotSendable("a lambda with captures or a functor");
+  }
+}
 }  // namespace internal
 
 // The keyword arguments of register().
@@ -221,9 +253,21 @@ class SyncManager : public BaseManager {
     return create<ConditionProxy>("Condition", lock);
   }
   BarrierProxy Barrier(int64_t parties, Timeout timeout = std::nullopt) {
+    return Barrier(parties, nullptr, timeout);
+  }
+  // `action` runs in the server's process, in the thread of the last party
+  // to arrive, before any party is released (as threading.Barrier's action
+  // in CPython's manager server): a function registered with
+  // MP_REGISTER_FUNCTION (PicklingError for anything else, since the server
+  // is another program). If it throws, that party's wait() raises the
+  // exception and the barrier breaks.
+  template <class F>
+  BarrierProxy Barrier(int64_t parties, const F& action,
+                       Timeout timeout = std::nullopt) {
     std::optional<double> seconds;
     if (timeout) seconds = timeout->count();
-    return create<BarrierProxy>("Barrier", parties, nullptr, seconds);
+    return create<BarrierProxy>("Barrier", parties,
+                                internal::FunctionReference(action), seconds);
   }
   ValueProxy Value(const std::string& typecode, const Object& value) {
     return create<ValueProxy>("Value", typecode, value);

@@ -11,8 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
@@ -173,6 +175,95 @@ TEST_P(StartMethods, ChildTakesItsOwnReference) {
   JoinOrFail(p);
   p = mp::Process();
   EXPECT_EQ(manager.number_of_objects(), before);
+}
+
+// A Barrier's action runs in the manager's server: it counts there, and a
+// manager type reads the count.
+std::atomic<int> g_barrier_actions{0};
+void CountBarrierAction() { ++g_barrier_actions; }
+MP_REGISTER_FUNCTION(CountBarrierAction);
+void FailingBarrierAction() {
+  throw mp::ValueError("the barrier's action failed");
+}
+MP_REGISTER_FUNCTION(FailingBarrierAction);
+void UnregisteredBarrierAction() {}
+struct ActionCount {
+  int get() { return g_barrier_actions.load(); }
+};
+MP_EXPOSE(ActionCount, get);
+
+class ActionManager : public managers::SyncManager {
+ public:
+  explicit ActionManager(const mp::Context* ctx = nullptr)
+      : SyncManager(std::nullopt, std::nullopt, ctx) {
+    register_("ActionCount", managers::Factory<ActionCount>());
+  }
+};
+MP_REGISTER_MANAGER(ActionManager);
+
+// Each party sees the action's count of the generation it passed.
+void ChildWaitsAtBarrier(managers::BarrierProxy barrier,
+                         managers::AutoProxy count, mp::Connection out) {
+  std::vector<int> seen;
+  for (int i = 0; i < 3; ++i) {
+    barrier.wait(kDeadline);
+    seen.push_back(count._callmethod<int>("get"));
+  }
+  out.send(seen);
+}
+MP_REGISTER_FUNCTION(ChildWaitsAtBarrier);
+
+TEST_P(StartMethods, BarrierActionRunsInTheServer) {
+  ActionManager manager(&mp::get_context(GetParam()));
+  manager.start();
+  auto count = manager.create("ActionCount");
+  auto barrier = manager.Barrier(2, CountBarrierAction, kDeadline);
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process p = mp::get_context(GetParam())
+                      .Process(ChildWaitsAtBarrier, barrier, count, theirs);
+  p.start();
+  std::vector<int> seen;
+  for (int i = 0; i < 3; ++i) {
+    barrier.wait(kDeadline);
+    seen.push_back(count._callmethod<int>("get"));
+  }
+  ASSERT_TRUE(mine.poll(kDeadline));
+  std::vector<int> child_seen = mine.recv<std::vector<int>>();
+  JoinOrFail(p);
+  // The action ran once per generation, before either party went on.
+  EXPECT_EQ(count._callmethod<int>("get"), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_GE(seen[i], i + 1);
+    EXPECT_GE(child_seen[i], i + 1);
+  }
+  // Not in this process: the server is another one.
+  EXPECT_EQ(g_barrier_actions.load(), 0);
+
+  // A failing action: its party gets the exception, the barrier breaks.
+  auto failing = manager.Barrier(1, &FailingBarrierAction);
+  EXPECT_THROW(failing.wait(kDeadline), mp::ValueError);
+  EXPECT_TRUE(failing.broken());
+  EXPECT_THROW(failing.wait(kDeadline), mp::BrokenBarrierError);
+}
+
+TEST(Barrier, ActionsThatCannotReachTheServerAreRefused) {
+  auto manager = mp::Manager();
+  const int64_t before = manager.number_of_objects();
+  int local = 0;
+  EXPECT_THROW(manager.Barrier(2, UnregisteredBarrierAction),
+               mp::PicklingError);
+  EXPECT_THROW(manager.Barrier(2, [&local] { ++local; }), mp::PicklingError);
+  EXPECT_THROW(manager.Barrier(2, std::function<void()>([&local] { ++local; })),
+               mp::PicklingError);
+  // A lambda without captures converts to a function, which is not
+  // registered.
+  EXPECT_THROW(manager.Barrier(2, [] {}), mp::PicklingError);
+  // A registered function held by a std::function travels.
+  auto b = manager.Barrier(1, std::function<void()>(CountBarrierAction));
+  EXPECT_EQ(b.wait(kDeadline), 0);
+  auto none = manager.Barrier(1, nullptr);
+  EXPECT_EQ(none.wait(kDeadline), 0);
+  EXPECT_EQ(manager.number_of_objects(), before + 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Managers, StartMethods,
