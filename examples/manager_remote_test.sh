@@ -40,7 +40,8 @@ m = QueueManager(address=('', int(sys.argv[1])), authkey=b'abracadabra')
 s = m.get_server()
 s.serve_forever()
 PY
-cat >"$dir/put.py" <<'PY'
+# The two clients, 'put' and 'get', in one program.
+cat >"$dir/client.py" <<'PY'
 import sys
 from multiprocessing.managers import BaseManager
 class QueueManager(BaseManager): pass
@@ -48,17 +49,10 @@ QueueManager.register('get_queue')
 m = QueueManager(address=('127.0.0.1', int(sys.argv[1])), authkey=b'abracadabra')
 m.connect()
 queue = m.get_queue()
-queue.put('hello')
-PY
-cat >"$dir/get.py" <<'PY'
-import sys
-from multiprocessing.managers import BaseManager
-class QueueManager(BaseManager): pass
-QueueManager.register('get_queue')
-m = QueueManager(address=('127.0.0.1', int(sys.argv[1])), authkey=b'abracadabra')
-m.connect()
-queue = m.get_queue()
-print(repr(queue.get()))
+if sys.argv[2] == 'put':
+    queue.put('hello')
+else:
+    print(repr(queue.get()))
 PY
 
 for server_kind in cpp python; do
@@ -70,9 +64,9 @@ for server_kind in cpp python; do
     for get_kind in cpp python; do
       mix="server $server_kind, put $put_kind, get $get_kind"
       if [[ "$put_kind" == cpp ]]; then timeout 20 "$put" "$port"
-      else timeout 20 python3 "$dir/put.py" "$port"; fi || { echo "FAIL: put ($mix)" >&2; exit 1; }
+      else timeout 20 python3 "$dir/client.py" "$port" put; fi || { echo "FAIL: put ($mix)" >&2; exit 1; }
       if [[ "$get_kind" == cpp ]]; then got="$(timeout 20 "$get" "$port")"
-      else got="$(timeout 20 python3 "$dir/get.py" "$port")"; fi || { echo "FAIL: get ($mix)" >&2; exit 1; }
+      else got="$(timeout 20 python3 "$dir/client.py" "$port" get)"; fi || { echo "FAIL: get ($mix)" >&2; exit 1; }
       [[ "$got" == "'hello'" ]] || { echo "FAIL: the second client got '$got', expected 'hello' ($mix)" >&2; exit 1; }
       echo "ok: $mix"
     done
