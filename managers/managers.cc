@@ -299,6 +299,15 @@ void BaseManager::register_(const std::string& type_id, Callable callable,
       TypeRegistration{type_id, std::move(callable), std::move(options)};
 }
 
+void BaseManager::register_server_function(const std::string& name,
+                                           ServerFunction fn) {
+  TypeRegistration& r = state_->registry[name];
+  r = TypeRegistration{name, nullptr, {.create_method = false}};
+  r.server_function = std::move(fn);
+}
+
+const std::string& BaseManager::authkey() const { return state_->authkey; }
+
 std::string BaseManager::class_name() const {
   return internal::ShortName(
       multiprocessing::internal::TypeName(typeid(*this)));

@@ -121,10 +121,18 @@ struct RegisterOptions {
   bool create_method = true;
 };
 
+// A function of the server itself, called with request id None like create
+// and incref (SharedMemoryManager's track_segment): takes the request's
+// arguments, returns the result.
+using ServerFunction =
+    std::function<reduction::Object(const reduction::Object& args)>;
+
 struct TypeRegistration {
   std::string type_id;
   Callable callable;  // empty: for proxies returned by methods only
   RegisterOptions options;
+  // Set (and callable empty) when type_id names a server function instead.
+  ServerFunction server_function;
 };
 using Registry = std::map<std::string, TypeRegistration>;
 
@@ -215,6 +223,12 @@ class BaseManager {
   const Registry& registry() const;
 
  protected:
+  // Adds `name` to the server's own functions (for manager classes whose
+  // server does more, as SharedMemoryManager's).
+  void register_server_function(const std::string& name, ServerFunction fn);
+  // The server's address and key, for a request of a subclass.
+  const std::string& authkey() const;
+
   // The class name used for the server process ("SyncManager-1").
   virtual std::string class_name() const;
 
