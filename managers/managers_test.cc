@@ -24,6 +24,7 @@
 #include "connection/listener.h"
 #include "errors/errors.h"
 #include "gtest/gtest.h"
+#include "managers/internal/python_client.h"
 #include "process/context.h"
 #include "process/process.h"
 #include "queues/queues.h"
@@ -888,9 +889,6 @@ TEST(CPythonInterop, PythonClientUsesCppServer) {
   managers::SyncManager m(mp::connection::Address("127.0.0.1", 0),
                           "interop key");
   managers::Server server = m.get_server();
-  const int port = server.address().port();
-  mp::Process serving(RemoteServe, &server);
-  serving.start();
   const std::string script = R"(
 import queue, sys
 from multiprocessing.managers import SyncManager
@@ -922,14 +920,10 @@ for x in (-2**40, 2**63 - 1, -129, 65535, 3.25, b'x', '\u00e9', True, None):
     s.append(x)
 print(s[:], s.index(-129), s[-3])
 )";
-  std::string command =
-      "timeout 20 python3 -c \"" + script + "\" " + std::to_string(port);
-  FILE* out = ::popen(command.c_str(), "r");
-  ASSERT_NE(out, nullptr);
-  std::string text;
-  char buf[256];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), out)) text.append(buf, n);
-  EXPECT_EQ(::pclose(out), 0) << text;
+  int status;
+  std::string text =
+      managers::testing::RunPythonClient(server, script, &status);
+  EXPECT_EQ(status, 0) << text;
   EXPECT_EQ(text,
             "empty\nIndexError list index out of range\n2 11 "
             "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] [('a', [1, 2.5, None])]\n"
@@ -938,8 +932,6 @@ print(s[:], s.index(-129), s[-3])
             "[1, 2] 4\n"
             "[-1099511627776, 9223372036854775807, -129, 65535, 3.25, b'x', "
             "'\u00e9', True, None] 2 \u00e9\n");
-  serving.terminate();
-  serving.join(kDeadline);
 }
 
 int main(int argc, char** argv) {

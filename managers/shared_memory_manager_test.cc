@@ -12,6 +12,7 @@
 
 #include "errors/errors.h"
 #include "gtest/gtest.h"
+#include "managers/internal/python_client.h"
 #include "process/context.h"
 #include "process/process.h"
 #include "reduction/registry.h"
@@ -81,17 +82,12 @@ TEST(SharedMemoryManager, NotStartedIsAClearError) {
   EXPECT_THROW(smm.SharedMemory(16), mp::ValueError);
 }
 
-void Serve(managers::Server* server) { server->serve_forever(); }
-
 // CPython's SharedMemoryManager client, against this server: its
 // track_segment and list_segments requests are understood.
 TEST(SharedMemoryManager, PythonClientUsesCppServer) {
   managers::SharedMemoryManager smm(mp::connection::Address("127.0.0.1", 0),
                                     "smm key");
   managers::Server server = smm.get_server();
-  const int port = server.address().port();
-  mp::Process serving(Serve, &server);
-  serving.start();
   const std::string script = R"(
 import sys
 from multiprocessing.managers import SharedMemoryManager, dispatch
@@ -105,17 +101,11 @@ dispatch(m._Client(m._address, authkey=m._authkey), None, 'release_segment', (s.
 print(dispatch(m._Client(m._address, authkey=m._authkey), None, 'list_segments') == [l.shm.name])
 s.close(); l.shm.close(); l.shm.unlink()
 )";
-  std::string command =
-      "timeout 20 python3 -c \"" + script + "\" " + std::to_string(port);
-  FILE* out = ::popen(command.c_str(), "r");
-  ASSERT_NE(out, nullptr);
-  std::string text;
-  char buf[256];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), out)) text.append(buf, n);
-  EXPECT_EQ(::pclose(out), 0) << text;
+  int status;
+  std::string text =
+      managers::testing::RunPythonClient(server, script, &status);
+  EXPECT_EQ(status, 0) << text;
   EXPECT_EQ(text, "True\nTrue\n");
-  serving.terminate();
-  serving.join(kDeadline);
 }
 
 int main(int argc, char** argv) {
