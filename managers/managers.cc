@@ -459,7 +459,10 @@ SyncManager::SyncManager(std::optional<connection::Address> address,
                          std::optional<std::string> authkey, const Context* ctx)
     : BaseManager(std::move(address), std::move(authkey), ctx) {
   for (const internal::Builtin& b : internal::Builtins()) {
-    register_(b.type_id, b.callable, RegisterOptions{.exposed = b.exposed});
+    register_(b.type_id, b.callable,
+              RegisterOptions{.exposed = b.exposed,
+                              .method_to_typeid = b.method_to_typeid,
+                              .create_method = b.create_method});
   }
 }
 

@@ -76,36 +76,6 @@ std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
                                     const std::string& args,
                                     const char* proxy_name);
 
-// How a function travels to a server that calls it (a Barrier's action): by
-// its MP_REGISTER_FUNCTION name, as pickle sends a function by its qualified
-// name. PicklingError for a function that is not registered. `address` null:
-// None (no function).
-reduction::Object FunctionReference(const void* address);
-[[noreturn]] void CallableNotSendable(const char* what);
-
-template <class F>
-reduction::Object FunctionReference(const F& f) {
-  using D = std::decay_t<F>;
-  if constexpr (std::is_same_v<D, std::nullptr_t>) {
-    return reduction::Object();
-  } else if constexpr (std::is_pointer_v<D> &&
-                       std::is_function_v<std::remove_pointer_t<D>>) {
-    return FunctionReference(reinterpret_cast<const void*>(f));
-  } else if constexpr (std::is_function_v<F>) {
-    return FunctionReference(reinterpret_cast<const void*>(&f));
-  } else if constexpr (requires { requires std::is_pointer_v<decltype(+f)>; }) {
-    // A lambda without captures: the function it converts to.
-    return FunctionReference(reinterpret_cast<const void*>(+f));
-  } else if constexpr (requires { f.template target<void (*)()>(); }) {
-    // A std::function: only one holding a plain function can travel.
-    if (!f) return reduction::Object();
-    if (auto* const* fn = f.template target<void (*)()>())
-      return FunctionReference(reinterpret_cast<const void*>(*fn));
-    CallableNotSendable("a std::function holding a lambda or functor");
-  } else {
-    CallableNotSendable("a lambda with captures or a functor");
-  }
-}
 }  // namespace internal
 
 // The keyword arguments of register().
@@ -291,6 +261,11 @@ class SyncManager : public BaseManager {
     return create<ArrayProxy>("Array", typecode, sequence);
   }
   NamespaceProxy Namespace() { return create<NamespaceProxy>("Namespace"); }
+  // A process pool living in the server (CPython's manager.Pool()): its
+  // functions are registered with MP_REGISTER_FUNCTION and travel by name.
+  PoolProxy Pool(std::optional<int> processes = std::nullopt) {
+    return create<PoolProxy>("Pool", processes);
+  }
   DictProxy dict() { return create<DictProxy>("dict"); }
   // From a mapping (std::map, a dict Object, ...) or a sequence of pairs.
   template <class M>

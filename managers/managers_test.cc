@@ -18,6 +18,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "connection/connection.h"
@@ -265,6 +266,67 @@ TEST(Barrier, ActionsThatCannotReachTheServerAreRefused) {
   auto none = manager.Barrier(1, nullptr);
   EXPECT_EQ(none.wait(kDeadline), 0);
   EXPECT_EQ(manager.number_of_objects(), before + 2);
+}
+
+// A manager's Pool: the pool lives in the server, functions travel by name.
+int PoolSquare(int x) { return x * x; }
+MP_REGISTER_FUNCTION(PoolSquare);
+int PoolAdd(int a, int b) { return a + b; }
+MP_REGISTER_FUNCTION(PoolAdd);
+int PoolFailOnThree(int x) {
+  if (x == 3) throw mp::ValueError("three is refused");
+  return x;
+}
+MP_REGISTER_FUNCTION(PoolFailOnThree);
+int PoolWorkerPid(int) { return static_cast<int>(::getpid()); }
+MP_REGISTER_FUNCTION(PoolWorkerPid);
+
+void ChildUsesPool(managers::PoolProxy pool, mp::Connection out) {
+  out.send(pool.map<int>(PoolSquare, std::vector<int>{1, 2, 3}));
+}
+MP_REGISTER_FUNCTION(ChildUsesPool);
+
+TEST_P(StartMethods, PoolLivesInTheServer) {
+  const mp::Context& ctx = mp::get_context(GetParam());
+  auto manager = mp::Manager(&ctx);
+  auto pool = manager.Pool(2);
+  EXPECT_EQ(pool.apply<int>(PoolAdd, 2, 3), 5);
+  EXPECT_EQ(pool.map<int>(PoolSquare, Range(5)),
+            (std::vector<int>{0, 1, 4, 9, 16}));
+  EXPECT_EQ(pool.map<int>(PoolSquare, Range(7), 3),
+            (std::vector<int>{0, 1, 4, 9, 16, 25, 36}));
+  EXPECT_EQ(pool.starmap<int>(
+                PoolAdd, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}}),
+            (std::vector<int>{3, 7}));
+  managers::AsyncResultProxy r = pool.apply_async(PoolAdd, 20, 22);
+  EXPECT_EQ(r.get<int>(kDeadline), 42);
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  managers::AsyncResultProxy m = pool.map_async(PoolSquare, Range(3));
+  EXPECT_EQ(m.get<std::vector<int>>(kDeadline), (std::vector<int>{0, 1, 4}));
+  std::vector<int64_t> got;
+  for (const Object& x : pool.imap(PoolSquare, Range(4))) {
+    got.push_back(x.as_int());
+  }
+  EXPECT_EQ(got, (std::vector<int64_t>{0, 1, 4, 9}));
+  EXPECT_THROW(pool.map<int>(PoolFailOnThree, Range(5)), mp::ValueError);
+  managers::AsyncResultProxy failed = pool.apply_async(PoolFailOnThree, 3);
+  EXPECT_THROW(failed.get(kDeadline), mp::ValueError);
+  EXPECT_FALSE(failed.successful());
+  EXPECT_THROW(pool.apply(UnregisteredBarrierAction), mp::PicklingError);
+  // The workers are neither this process nor the server.
+  auto pids = pool.map<int>(PoolWorkerPid, Range(4));
+  for (int pid : pids) EXPECT_NE(pid, ::getpid());
+
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process p = ctx.Process(ChildUsesPool, pool, theirs);
+  p.start();
+  ASSERT_TRUE(mine.poll(kDeadline));
+  EXPECT_EQ(mine.recv<std::vector<int>>(), (std::vector<int>{1, 4, 9}));
+  JoinOrFail(p);
+  pool.close();
+  pool.join();
+  EXPECT_THROW(pool.apply(PoolAdd, 1, 2), mp::ValueError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Managers, StartMethods,
