@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
 
   mp::Connection conn = Client(address, {.authkey = "secret password"});
   std::cout << mp::reduction::str(conn.recv())
-            << "\n";  // => [2.25, None, 'junk', 'float']
+            << "\n";  // => [2.25, None, 'junk', <class 'float'>]
 
   std::cout << mp::reduction::repr(mp::reduction::Bytes{conn.recv_bytes()})
             << "\n";  // => b'hello'

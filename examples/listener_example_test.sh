@@ -37,7 +37,7 @@ start_server
 "$client" "$port" >"$dir/client.out"
 wait "$server_pid"
 check server "$accepted" "$dir/server.out"
-check client "\[2\.25, None, 'junk', 'float'\]
+check client "\[2\.25, None, 'junk', <class 'float'>\]
 b'hello'
 8
 array\('i', \[42, 1729, 0, 0, 0\]\)" "$dir/client.out"
@@ -63,13 +63,12 @@ start_server
 python3 "$dir/client.py" "$port" >"$dir/client.out"
 wait "$server_pid"
 check server "$accepted" "$dir/server.out"
-check "python client" "\[2\.25, None, 'junk', 'float'\]
+check "python client" "\[2\.25, None, 'junk', <class 'float'>\]
 b'hello'
 8
 array\('i', \[42, 1729, 0, 0, 0\]\)" "$dir/client.out"
 
-# The documentation's server, in Python (sending the string 'float': see listener_server.cc), with
-# the C++ client.
+# The documentation's server, in Python, with the C++ client.
 cat >"$dir/server.py" <<'PY'
 from multiprocessing.connection import Listener
 from array import array
@@ -79,7 +78,7 @@ address = ('localhost', 0)
 with Listener(address, authkey=b'secret password') as listener:
     print(listener.address[1], flush=True)
     with listener.accept() as conn:
-        conn.send([2.25, None, 'junk', 'float'])
+        conn.send([2.25, None, 'junk', float])
 
         conn.send_bytes(b'hello')
 
@@ -91,7 +90,7 @@ py_pid=$!
 read -r -t 60 port <"$dir/pyout" || { echo "FAIL: the Python server reported no port" >&2; exit 1; }
 "$client" "$port" >"$dir/client.out"
 wait "$py_pid"
-check "client against Python" "\[2\.25, None, 'junk', 'float'\]
+check "client against Python" "\[2\.25, None, 'junk', <class 'float'>\]
 b'hello'
 8
 array\('i', \[42, 1729, 0, 0, 0\]\)" "$dir/client.out"

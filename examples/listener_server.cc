@@ -15,10 +15,10 @@
 //
 //           conn.send_bytes(array('i', [42, 1729]))
 //
-// Python's `float` is a type object, which has no C++ value; the closest thing
-// sent here is the string 'float'. An optional argument replaces the port (0
-// picks a free one); the listening address goes to stderr so that a client can
-// be pointed at it.
+// `float`, the type object, is Object::builtin_type("float"): it pickles as
+// the global builtins.float, so a Python client receives the type itself. An
+// optional argument replaces the port (0 picks a free one); the listening
+// address goes to stderr so that a client can be pointed at it.
 #include <array>
 #include <cstdint>
 #include <iostream>
@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     std::cout << "connection accepted from " << *listener.last_accepted()
               << std::endl;
 
-    conn.send(Object::list({2.25, nullptr, "junk", "float"}));
+    conn.send(
+        Object::list({2.25, nullptr, "junk", Object::builtin_type("float")}));
 
     conn.send_bytes("hello");
 

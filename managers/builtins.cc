@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -26,7 +27,9 @@
 #include "absl/strings/str_join.h"
 #include "errors/errors.h"
 #include "managers/internal/wire.h"
+#include "pool/pool.h"
 #include "queues/queues.h"
+#include "reduction/registry.h"
 
 namespace multiprocessing::managers {
 
@@ -1167,10 +1170,191 @@ class ConditionReferent : public Blocking {
   std::deque<std::shared_ptr<bool>> waiters_;
 };
 
+// A function argument (a Barrier's action, a Pool's func): None or a
+// registered function, (kFunctionTag, name).
+const reduction::RegisteredFunction* FunctionArg(const Call& call, size_t index,
+                                                 const char* name) {
+  std::optional<Item> a = Arg(call, index, name);
+  if (!a) return nullptr;
+  Object v = ValueOf(*a);
+  if (v.is_none()) return nullptr;
+  if (!IsTagged(v, kFunctionTag) || v.size() != 2 || !v.items()[1].is_str()) {
+    throw TypeError(absl::StrCat(
+        "'", name,
+        "' must be a function registered with MP_REGISTER_FUNCTION, got ",
+        reduction::repr(v).substr(0, 100)));
+  }
+  const std::string& fn = v.items()[1].as_str();
+  const reduction::RegisteredFunction* f = reduction::FindFunction(fn);
+  if (f == nullptr) {
+    throw UnpicklingError("the function '" + fn +
+                          "' is not registered in the manager's server "
+                          "program (MP_REGISTER_FUNCTION)");
+  }
+  return f;
+}
+
+// --- Pool: a process pool living in the server (Python's manager.Pool()).
+
+// One task for the server's pool: (function name, args tuple). The pool's
+// workers call the registered function with the pickled arguments.
+Object RunRegisteredTask(Object task) {
+  const reduction::RegisteredFunction* f =
+      reduction::FindFunction(task.items()[0].as_str());
+  if (f == nullptr) {
+    throw UnpicklingError("the function '" + task.items()[0].as_str() +
+                          "' is not registered in the pool worker's program");
+  }
+  reduction::OutOfBand args_oob, result_oob;
+  std::string result = f->call_pickled(reduction::dumps(task.items()[1]),
+                                       &args_oob, &result_oob);
+  return reduction::loads<Object>(result, &result_oob);
+}
+
+Object ToObject(Object o) { return o; }
+Object ToObject(std::vector<Object> v) { return Object::list(std::move(v)); }
+
+// Python's pool.AsyncResult, for apply_async and map_async.
+template <class T>
+class AsyncResultReferent : public Referent {
+ public:
+  explicit AsyncResultReferent(pool::AsyncResult<T> result)
+      : result_(std::move(result)) {}
+  std::string type_name() const override { return "AsyncResult"; }
+  std::vector<std::string> methods() const override {
+    return {"get", "wait", "ready", "successful"};
+  }
+  Item call(const std::string& m, Call& c) override {
+    if (m == "get") return Item(ToObject(result_.get(Duration(c))));
+    if (m == "wait") {
+      result_.wait(Duration(c));
+      return Item();
+    }
+    if (m == "ready") return Item(Object(result_.ready()));
+    if (m == "successful") return Item(Object(result_.successful()));
+    RaiseNoMethod("AsyncResult", m);
+  }
+
+ private:
+  static pool::Timeout Duration(const Call& c) {
+    Seconds t = TimeoutArg(c, 0, true);
+    if (!t) return std::nullopt;
+    return std::chrono::duration<double>(*t);
+  }
+  pool::AsyncResult<T> result_;
+};
+
+// imap's results, as a shared iterator.
+class PoolIteratorReferent : public Referent {
+ public:
+  explicit PoolIteratorReferent(pool::IMapIterator<Object> it)
+      : it_(std::move(it)) {}
+  std::string type_name() const override { return "IMapIterator"; }
+  std::vector<std::string> methods() const override { return {"__next__"}; }
+  Item call(const std::string& m, Call&) override {
+    if (m != "__next__") RaiseNoMethod("IMapIterator", m);
+    std::optional<Object> v = it_.next();
+    if (!v) throw StopIteration();
+    return Item(std::move(*v));
+  }
+
+ private:
+  pool::IMapIterator<Object> it_;
+};
+
+class PoolReferent : public Referent {
+ public:
+  explicit PoolReferent(std::optional<int> processes)
+      : pool_(pool::PoolOptions{.processes = processes}) {}
+  std::string type_name() const override { return "Pool"; }
+  std::vector<std::string> methods() const override {
+    return {"apply",          "apply_async",   "close",    "imap",
+            "imap_unordered", "join",          "map",      "map_async",
+            "starmap",        "starmap_async", "terminate"};
+  }
+  Item call(const std::string& m, Call& c) override {
+    if (m == "apply" || m == "apply_async") {
+      Object task = Task(c, m);
+      std::optional<Item> a = Arg(c, 1, "args");
+      task =
+          Object::tuple({task, a ? ArgsTuple(ValueOf(*a)) : Object::tuple()});
+      auto result = pool_.apply_async(&RunRegisteredTask, {task});
+      if (m == "apply_async")
+        return Item(std::make_shared<AsyncResultReferent<Object>>(result));
+      return Item(result.get());
+    }
+    if (m == "map" || m == "map_async" || m == "starmap" ||
+        m == "starmap_async" || m == "imap" || m == "imap_unordered") {
+      const bool star = m.starts_with("starmap");
+      Object fn = Task(c, m);
+      Object iterable = ValueOf(RequiredArg(c, 1, "iterable", m));
+      const Object items = iterable.to_list();
+      std::vector<Object> tasks;
+      tasks.reserve(items.size());
+      for (const Object& item : items.items()) {
+        tasks.push_back(Object::tuple(
+            {fn, star ? ArgsTuple(item) : Object::tuple({item})}));
+      }
+      std::optional<Item> cs = Arg(c, 2, "chunksize");
+      std::optional<size_t> chunksize;
+      if (cs && !ValueOf(*cs).is_none()) {
+        int64_t n = ValueOf(*cs).as_int();
+        if (n < 1) throw ValueError("chunksize must be at least 1");
+        chunksize = static_cast<size_t>(n);
+      }
+      if (m.starts_with("imap")) {
+        auto it = m == "imap" ? pool_.imap(&RunRegisteredTask, tasks,
+                                           chunksize.value_or(1))
+                              : pool_.imap_unordered(&RunRegisteredTask, tasks,
+                                                     chunksize.value_or(1));
+        return Item(std::make_shared<PoolIteratorReferent>(std::move(it)));
+      }
+      auto result = pool_.map_async(&RunRegisteredTask, tasks, chunksize);
+      if (m.ends_with("_async")) {
+        return Item(
+            std::make_shared<AsyncResultReferent<std::vector<Object>>>(result));
+      }
+      return Item(Object::list(result.get()));
+    }
+    if (m == "close") {
+      pool_.close();
+      return Item();
+    }
+    if (m == "terminate") {
+      pool_.terminate();
+      return Item();
+    }
+    if (m == "join") {
+      pool_.join();
+      return Item();
+    }
+    RaiseNoMethod("Pool", m);
+  }
+
+ private:
+  // The function argument as the first half of a task.
+  static Object Task(const Call& c, const std::string& m) {
+    const reduction::RegisteredFunction* f = FunctionArg(c, 0, "func");
+    if (f == nullptr)
+      throw TypeError(m +
+                      "() needs a function registered with "
+                      "MP_REGISTER_FUNCTION");
+    return Object(f->name);
+  }
+  static Object ArgsTuple(const Object& args) {
+    if (args.is_tuple()) return args;
+    if (args.is_list()) return Object::tuple(args.items());
+    throw TypeError("the arguments must be a tuple, got " +
+                    std::string(args.type_name()));
+  }
+  pool::Pool pool_;
+};
+
 class BarrierReferent : public Blocking {
  public:
-  BarrierReferent(int64_t parties, Seconds timeout)
-      : parties_(parties), timeout_(timeout) {
+  BarrierReferent(int64_t parties, const reduction::RegisteredFunction* action,
+                  Seconds timeout)
+      : parties_(parties), action_(action), timeout_(timeout) {
     if (parties < 1) throw ValueError("parties must be >= 1");
   }
   std::string type_name() const override { return "Barrier"; }
@@ -1186,6 +1370,17 @@ class BarrierReferent : public Blocking {
       std::shared_ptr<Generation> gen = gen_;
       int64_t index = count_++;
       if (count_ == parties_) {
+        if (action_ != nullptr) {
+          // Run before anyone is released; a failure breaks the barrier.
+          try {
+            reduction::OutOfBand args_oob, result_oob;
+            action_->call_pickled(reduction::dumps(std::tuple<>()), &args_oob,
+                                  &result_oob);
+          } catch (...) {
+            Break();
+            throw;
+          }
+        }
         gen->released = true;
         count_ = 0;
         gen_ = std::make_shared<Generation>();
@@ -1236,6 +1431,7 @@ class BarrierReferent : public Blocking {
     cv_.notify_all();
   }
   int64_t parties_;
+  const reduction::RegisteredFunction* action_;
   Seconds timeout_;
   int64_t count_ = 0;
   bool broken_ = false;
@@ -1390,9 +1586,40 @@ const std::vector<Builtin>& Builtins() {
        [](Call& c) -> std::shared_ptr<Referent> {
          c.expect("Barrier", 1, 3);
          return std::make_shared<BarrierReferent>(IntArg(c, 0, "parties", 1),
+                                                  FunctionArg(c, 1, "action"),
                                                   TimeoutArg(c, 2, false));
        },
        {"__getattribute__", "wait", "abort", "reset"}},
+      {"Pool",
+       [](Call& c) -> std::shared_ptr<Referent> {
+         c.expect("Pool", 0, 4);
+         std::optional<Item> n = Arg(c, 0, "processes");
+         std::optional<int> processes;
+         if (n && !ValueOf(*n).is_none())
+           processes = static_cast<int>(ValueOf(*n).as_int());
+         for (size_t i = 1; i < c.args.size(); ++i) {
+           if (!ValueOf(c.args[i]).is_none() &&
+               !(i == 2 && ValueOf(c.args[i]) == Object::tuple())) {
+             throw ValueError(
+                 "a manager's Pool takes only 'processes' (initializer and "
+                 "maxtasksperchild are not supported)");
+           }
+         }
+         return std::make_shared<PoolReferent>(processes);
+       },
+       {"apply", "apply_async", "close", "imap", "imap_unordered", "join",
+        "map", "map_async", "starmap", "starmap_async", "terminate"},
+       {{"apply_async", "AsyncResult"},
+        {"map_async", "AsyncResult"},
+        {"starmap_async", "AsyncResult"},
+        {"imap", "Iterator"},
+        {"imap_unordered", "Iterator"}}},
+      {"AsyncResult",
+       nullptr,
+       {"get", "wait", "ready", "successful"},
+       {},
+       false},
+      {"Iterator", nullptr, {"__next__"}, {}, false},
   };
   return *builtins;
 }
@@ -1408,3 +1635,5 @@ std::shared_ptr<Referent> MakeQueue(int64_t maxsize) {
 }
 
 }  // namespace multiprocessing::managers
+
+MP_REGISTER_FUNCTION(multiprocessing::managers::internal::RunRegisteredTask);

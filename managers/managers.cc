@@ -94,6 +94,25 @@ std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
                   proxy_name, /*owned=*/true);
 }
 
+Object FunctionReference(const void* address) {
+  if (address == nullptr) return Object();
+  const reduction::RegisteredFunction* f = reduction::FindFunction(address);
+  if (f == nullptr) {
+    throw PicklingError(
+        "the function is not registered, so it cannot be sent to the "
+        "manager's server process, which calls it: add "
+        "MP_REGISTER_FUNCTION(f) at namespace scope");
+  }
+  return Object::tuple({Object::bytes(kFunctionTag), Object(f->name)});
+}
+
+void CallableNotSendable(const char* what) {
+  throw PicklingError(absl::StrCat(
+      "cannot send ", what,
+      " to the manager's server process, which calls it: only functions "
+      "registered with MP_REGISTER_FUNCTION travel to another program"));
+}
+
 namespace {
 
 // Stops `server` when the owner process ends; returns the watcher thread.
@@ -280,6 +299,15 @@ void BaseManager::register_(const std::string& type_id, Callable callable,
       TypeRegistration{type_id, std::move(callable), std::move(options)};
 }
 
+void BaseManager::register_server_function(const std::string& name,
+                                           ServerFunction fn) {
+  TypeRegistration& r = state_->registry[name];
+  r = TypeRegistration{name, nullptr, {.create_method = false}};
+  r.server_function = std::move(fn);
+}
+
+const std::string& BaseManager::authkey() const { return state_->authkey; }
+
 std::string BaseManager::class_name() const {
   return internal::ShortName(
       multiprocessing::internal::TypeName(typeid(*this)));
@@ -431,7 +459,10 @@ SyncManager::SyncManager(std::optional<connection::Address> address,
                          std::optional<std::string> authkey, const Context* ctx)
     : BaseManager(std::move(address), std::move(authkey), ctx) {
   for (const internal::Builtin& b : internal::Builtins()) {
-    register_(b.type_id, b.callable, RegisterOptions{.exposed = b.exposed});
+    register_(b.type_id, b.callable,
+              RegisterOptions{.exposed = b.exposed,
+                              .method_to_typeid = b.method_to_typeid,
+                              .create_method = b.create_method});
   }
 }
 

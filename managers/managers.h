@@ -58,6 +58,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -78,6 +79,7 @@ std::shared_ptr<ProxyState> Created(const std::shared_ptr<ManagerState>& m,
                                     const std::string& type_id,
                                     const std::string& args,
                                     const char* proxy_name);
+
 }  // namespace internal
 
 // The keyword arguments of register().
@@ -93,10 +95,18 @@ struct RegisterOptions {
   bool create_method = true;
 };
 
+// A function of the server itself, called with request id None like create
+// and incref (SharedMemoryManager's track_segment): takes the request's
+// arguments, returns the result.
+using ServerFunction =
+    std::function<reduction::Object(const reduction::Object& args)>;
+
 struct TypeRegistration {
   std::string type_id;
   Callable callable;  // empty: for proxies returned by methods only
   RegisterOptions options;
+  // Set (and callable empty) when type_id names a server function instead.
+  ServerFunction server_function;
 };
 using Registry = std::map<std::string, TypeRegistration>;
 
@@ -197,6 +207,12 @@ class BaseManager {
   const Registry& registry() const;
 
  protected:
+  // Adds `name` to the server's own functions (for manager classes whose
+  // server does more, as SharedMemoryManager's).
+  void register_server_function(const std::string& name, ServerFunction fn);
+  // The server's address and key, for a request of a subclass.
+  const std::string& authkey() const;
+
   // The class name used for the server process ("SyncManager-1").
   virtual std::string class_name() const;
 
@@ -235,9 +251,21 @@ class SyncManager : public BaseManager {
     return create<ConditionProxy>("Condition", lock);
   }
   BarrierProxy Barrier(int64_t parties, Timeout timeout = std::nullopt) {
+    return Barrier(parties, nullptr, timeout);
+  }
+  // `action` runs in the server's process, in the thread of the last party
+  // to arrive, before any party is released (as threading.Barrier's action
+  // in CPython's manager server): a function registered with
+  // MP_REGISTER_FUNCTION (PicklingError for anything else, since the server
+  // is another program). If it throws, that party's wait() raises the
+  // exception and the barrier breaks.
+  template <class F>
+  BarrierProxy Barrier(int64_t parties, const F& action,
+                       Timeout timeout = std::nullopt) {
     std::optional<double> seconds;
     if (timeout) seconds = timeout->count();
-    return create<BarrierProxy>("Barrier", parties, nullptr, seconds);
+    return create<BarrierProxy>("Barrier", parties,
+                                internal::FunctionReference(action), seconds);
   }
   ValueProxy Value(const std::string& typecode, const Object& value) {
     return create<ValueProxy>("Value", typecode, value);
@@ -247,6 +275,11 @@ class SyncManager : public BaseManager {
     return create<ArrayProxy>("Array", typecode, sequence);
   }
   NamespaceProxy Namespace() { return create<NamespaceProxy>("Namespace"); }
+  // A process pool living in the server (CPython's manager.Pool()): its
+  // functions are registered with MP_REGISTER_FUNCTION and travel by name.
+  PoolProxy Pool(std::optional<int> processes = std::nullopt) {
+    return create<PoolProxy>("Pool", processes);
+  }
   DictProxy dict() { return create<DictProxy>("dict"); }
   // From a mapping (std::map, a dict Object, ...) or a sequence of pairs.
   template <class M>

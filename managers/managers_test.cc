@@ -3,22 +3,29 @@
 // the death of the owner or of the server.
 #include "managers/managers.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "connection/connection.h"
 #include "connection/listener.h"
 #include "errors/errors.h"
 #include "gtest/gtest.h"
+#include "managers/internal/python_client.h"
 #include "process/context.h"
 #include "process/process.h"
 #include "queues/queues.h"
@@ -170,6 +177,156 @@ TEST_P(StartMethods, ChildTakesItsOwnReference) {
   JoinOrFail(p);
   p = mp::Process();
   EXPECT_EQ(manager.number_of_objects(), before);
+}
+
+// A Barrier's action runs in the manager's server: it counts there, and a
+// manager type reads the count.
+std::atomic<int> g_barrier_actions{0};
+void CountBarrierAction() { ++g_barrier_actions; }
+MP_REGISTER_FUNCTION(CountBarrierAction);
+void FailingBarrierAction() {
+  throw mp::ValueError("the barrier's action failed");
+}
+MP_REGISTER_FUNCTION(FailingBarrierAction);
+void UnregisteredBarrierAction() {}
+struct ActionCount {
+  int get() { return g_barrier_actions.load(); }
+};
+MP_EXPOSE(ActionCount, get);
+
+class ActionManager : public managers::SyncManager {
+ public:
+  explicit ActionManager(const mp::Context* ctx = nullptr)
+      : SyncManager(std::nullopt, std::nullopt, ctx) {
+    register_("ActionCount", managers::Factory<ActionCount>());
+  }
+};
+MP_REGISTER_MANAGER(ActionManager);
+
+// Each party sees the action's count of the generation it passed.
+void ChildWaitsAtBarrier(managers::BarrierProxy barrier,
+                         managers::AutoProxy count, mp::Connection out) {
+  std::vector<int> seen;
+  for (int i = 0; i < 3; ++i) {
+    barrier.wait(kDeadline);
+    seen.push_back(count._callmethod<int>("get"));
+  }
+  out.send(seen);
+}
+MP_REGISTER_FUNCTION(ChildWaitsAtBarrier);
+
+TEST_P(StartMethods, BarrierActionRunsInTheServer) {
+  ActionManager manager(&mp::get_context(GetParam()));
+  manager.start();
+  auto count = manager.create("ActionCount");
+  auto barrier = manager.Barrier(2, CountBarrierAction, kDeadline);
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process p = mp::get_context(GetParam())
+                      .Process(ChildWaitsAtBarrier, barrier, count, theirs);
+  p.start();
+  std::vector<int> seen;
+  for (int i = 0; i < 3; ++i) {
+    barrier.wait(kDeadline);
+    seen.push_back(count._callmethod<int>("get"));
+  }
+  ASSERT_TRUE(mine.poll(kDeadline));
+  std::vector<int> child_seen = mine.recv<std::vector<int>>();
+  JoinOrFail(p);
+  // The action ran once per generation, before either party went on.
+  EXPECT_EQ(count._callmethod<int>("get"), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_GE(seen[i], i + 1);
+    EXPECT_GE(child_seen[i], i + 1);
+  }
+  // Not in this process: the server is another one.
+  EXPECT_EQ(g_barrier_actions.load(), 0);
+
+  // A failing action: its party gets the exception, the barrier breaks.
+  auto failing = manager.Barrier(1, &FailingBarrierAction);
+  EXPECT_THROW(failing.wait(kDeadline), mp::ValueError);
+  EXPECT_TRUE(failing.broken());
+  EXPECT_THROW(failing.wait(kDeadline), mp::BrokenBarrierError);
+}
+
+TEST(Barrier, ActionsThatCannotReachTheServerAreRefused) {
+  auto manager = mp::Manager();
+  const int64_t before = manager.number_of_objects();
+  int local = 0;
+  EXPECT_THROW(manager.Barrier(2, UnregisteredBarrierAction),
+               mp::PicklingError);
+  EXPECT_THROW(manager.Barrier(2, [&local] { ++local; }), mp::PicklingError);
+  EXPECT_THROW(manager.Barrier(2, std::function<void()>([&local] { ++local; })),
+               mp::PicklingError);
+  // A lambda without captures converts to a function, which is not
+  // registered.
+  EXPECT_THROW(manager.Barrier(2, [] {}), mp::PicklingError);
+  // A registered function held by a std::function travels.
+  auto b = manager.Barrier(1, std::function<void()>(CountBarrierAction));
+  EXPECT_EQ(b.wait(kDeadline), 0);
+  auto none = manager.Barrier(1, nullptr);
+  EXPECT_EQ(none.wait(kDeadline), 0);
+  EXPECT_EQ(manager.number_of_objects(), before + 2);
+}
+
+// A manager's Pool: the pool lives in the server, functions travel by name.
+int PoolSquare(int x) { return x * x; }
+MP_REGISTER_FUNCTION(PoolSquare);
+int PoolAdd(int a, int b) { return a + b; }
+MP_REGISTER_FUNCTION(PoolAdd);
+int PoolFailOnThree(int x) {
+  if (x == 3) throw mp::ValueError("three is refused");
+  return x;
+}
+MP_REGISTER_FUNCTION(PoolFailOnThree);
+int PoolWorkerPid(int) { return static_cast<int>(::getpid()); }
+MP_REGISTER_FUNCTION(PoolWorkerPid);
+
+void ChildUsesPool(managers::PoolProxy pool, mp::Connection out) {
+  out.send(pool.map<int>(PoolSquare, std::vector<int>{1, 2, 3}));
+}
+MP_REGISTER_FUNCTION(ChildUsesPool);
+
+TEST_P(StartMethods, PoolLivesInTheServer) {
+  const mp::Context& ctx = mp::get_context(GetParam());
+  auto manager = mp::Manager(&ctx);
+  auto pool = manager.Pool(2);
+  EXPECT_EQ(pool.apply<int>(PoolAdd, 2, 3), 5);
+  EXPECT_EQ(pool.map<int>(PoolSquare, Range(5)),
+            (std::vector<int>{0, 1, 4, 9, 16}));
+  EXPECT_EQ(pool.map<int>(PoolSquare, Range(7), 3),
+            (std::vector<int>{0, 1, 4, 9, 16, 25, 36}));
+  EXPECT_EQ(pool.starmap<int>(
+                PoolAdd, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}}),
+            (std::vector<int>{3, 7}));
+  managers::AsyncResultProxy r = pool.apply_async(PoolAdd, 20, 22);
+  EXPECT_EQ(r.get<int>(kDeadline), 42);
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  managers::AsyncResultProxy m = pool.map_async(PoolSquare, Range(3));
+  EXPECT_EQ(m.get<std::vector<int>>(kDeadline), (std::vector<int>{0, 1, 4}));
+  std::vector<int64_t> got;
+  for (const Object& x : pool.imap(PoolSquare, Range(4))) {
+    got.push_back(x.as_int());
+  }
+  EXPECT_EQ(got, (std::vector<int64_t>{0, 1, 4, 9}));
+  EXPECT_THROW(pool.map<int>(PoolFailOnThree, Range(5)), mp::ValueError);
+  managers::AsyncResultProxy failed = pool.apply_async(PoolFailOnThree, 3);
+  EXPECT_THROW(failed.get(kDeadline), mp::ValueError);
+  EXPECT_FALSE(failed.successful());
+  EXPECT_THROW(pool.apply(UnregisteredBarrierAction), mp::PicklingError);
+  // The workers are neither this process nor the server.
+  auto pids = pool.map<int>(PoolWorkerPid, Range(4));
+  for (int pid : pids) EXPECT_NE(pid, ::getpid());
+
+  auto [mine, theirs] = mp::Pipe();
+  mp::Process p = ctx.Process(ChildUsesPool, pool, theirs);
+  p.start();
+  ASSERT_TRUE(mine.poll(kDeadline));
+  EXPECT_EQ(mine.recv<std::vector<int>>(), (std::vector<int>{1, 4, 9}));
+  JoinOrFail(p);
+  pool.close();
+  pool.join();
+  EXPECT_THROW(pool.apply(PoolAdd, 1, 2), mp::ValueError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Managers, StartMethods,
@@ -657,15 +814,143 @@ TEST(RemoteManager, ServerAndTwoClientProcesses) {
   EXPECT_THROW(q.qsize(), mp::Exception);
 }
 
+// A CPython program (managers/testdata/python_queue_server.py) serving the
+// documentation's QueueManager, with pipes to its stdin and stdout; closing
+// stdin ends it.
+class PythonServer {
+ public:
+  PythonServer() {
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2 failed";
+      return;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    const char* argv[] = {"python3", "managers/testdata/python_queue_server.py",
+                          "0", nullptr};
+    extern char** environ;
+    int rc = ::posix_spawnp(&pid_, "python3", &actions, nullptr,
+                            const_cast<char**>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in[0]);
+    ::close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+    if (rc != 0) {
+      pid_ = 0;
+      ADD_FAILURE() << "could not run python3: " << rc;
+      return;
+    }
+    port_ = std::atoi(ReadLine().c_str());
+  }
+  ~PythonServer() {
+    if (stdin_ >= 0) ::close(stdin_);
+    if (pid_ > 0 && !WaitPidGone(pid_, kDeadline)) ::kill(pid_, SIGKILL);
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    if (stdout_ >= 0) ::close(stdout_);
+  }
+  int port() const { return port_; }
+  // Closes its stdin; returns the number of objects it still held.
+  int Finish() {
+    ::close(stdin_);
+    stdin_ = -1;
+    return std::atoi(ReadLine().c_str());
+  }
+
+ private:
+  // One line of its stdout, waiting at most kDeadline.
+  std::string ReadLine() {
+    std::string line;
+    const auto end = std::chrono::steady_clock::now() + kDeadline;
+    char c;
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd p{stdout_, POLLIN, 0};
+      if (::poll(&p, 1, 100) != 1) continue;
+      if (::read(stdout_, &c, 1) != 1 || c == '\n') return line;
+      line.push_back(c);
+    }
+    ADD_FAILURE() << "the Python server printed no line in time";
+    return line;
+  }
+  pid_t pid_ = 0;
+  int stdin_ = -1;
+  int stdout_ = -1;
+  int port_ = 0;
+};
+
+void PythonServerClientPuts(int port) {
+  managers::BaseManager m(mp::connection::Address("127.0.0.1", port),
+                          "abracadabra");
+  m.register_("get_queue");
+  m.connect();
+  m.create<managers::QueueProxy>("get_queue").put(std::string("hello"));
+}
+MP_REGISTER_FUNCTION(PythonServerClientPuts);
+
+// C++ clients of CPython's manager server: the doc's put and get from two
+// processes, errors of each kind, a method returning a proxy, and reference
+// counting that leaves the server holding nothing.
+TEST(CPythonInterop, CppClientsUsePythonServer) {
+  PythonServer python;
+  ASSERT_GT(python.port(), 0);
+  mp::Process putter =
+      mp::get_context("spawn").Process(PythonServerClientPuts, python.port());
+  putter.start();
+  JoinOrFail(putter);
+  {
+    managers::BaseManager m(mp::connection::Address("127.0.0.1", python.port()),
+                            "abracadabra");
+    m.register_("get_queue");
+    m.register_("Maths");
+    m.connect();
+    auto q = m.create<managers::QueueProxy>("get_queue");
+    EXPECT_EQ(q.get<std::string>(true, kDeadline), "hello");
+    EXPECT_THROW(q.get_nowait(), mp::queues::Empty);
+    q.put(Object::list({1, 2.5, nullptr, "x"}));
+    EXPECT_EQ(repr(q.get(true, kDeadline)), "[1, 2.5, None, 'x']");
+    EXPECT_EQ(m.number_of_objects(), 1);
+
+    auto maths = m.create("Maths");
+    EXPECT_EQ(maths._callmethod<int>("add", 4, 3), 7);
+    try {
+      maths._callmethod("fail");
+      ADD_FAILURE() << "fail() did not raise";
+    } catch (const mp::KeyError& e) {
+      EXPECT_EQ(std::string(e.what()), "'nope'");
+    }
+    EXPECT_THROW(maths._callmethod("broken"), mp::RemoteError);
+    try {
+      maths._callmethod("no_such_method");
+      ADD_FAILURE() << "no_such_method() did not raise";
+    } catch (const mp::RemoteError& e) {
+      EXPECT_NE(std::string(e.what()).find("AttributeError"), std::string::npos)
+          << e.what();
+    }
+    {
+      auto child = maths._callmethod<managers::AutoProxy>("child");
+      EXPECT_EQ(child._callmethod<int>("add", 40, 2), 42);
+      auto grandchild = child._callmethod<managers::AutoProxy>("child");
+      EXPECT_EQ(grandchild._callmethod<std::string>("add", "a", "b"), "ab");
+      EXPECT_EQ(m.number_of_objects(), 4);
+    }
+    EXPECT_EQ(m.number_of_objects(), 2);
+    managers::BaseManager wrong(
+        mp::connection::Address("127.0.0.1", python.port()), "wrong key");
+    EXPECT_THROW(wrong.connect(), mp::AuthenticationError);
+  }
+  // Every proxy is gone: the server holds nothing.
+  EXPECT_EQ(python.Finish(), 0);
+}
+
 // CPython's BaseManager.connect() clients use a C++ server for built-in
 // types: the protocol and the pickles are CPython's.
 TEST(CPythonInterop, PythonClientUsesCppServer) {
   managers::SyncManager m(mp::connection::Address("127.0.0.1", 0),
                           "interop key");
   managers::Server server = m.get_server();
-  const int port = server.address().port();
-  mp::Process serving(RemoteServe, &server);
-  serving.start();
   const std::string script = R"(
 import queue, sys
 from multiprocessing.managers import SyncManager
@@ -697,14 +982,10 @@ for x in (-2**40, 2**63 - 1, -129, 65535, 3.25, b'x', '\u00e9', True, None):
     s.append(x)
 print(s[:], s.index(-129), s[-3])
 )";
-  std::string command =
-      "timeout 20 python3 -c \"" + script + "\" " + std::to_string(port);
-  FILE* out = ::popen(command.c_str(), "r");
-  ASSERT_NE(out, nullptr);
-  std::string text;
-  char buf[256];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), out)) text.append(buf, n);
-  EXPECT_EQ(::pclose(out), 0) << text;
+  int status;
+  std::string text =
+      managers::testing::RunPythonClient(server, script, &status);
+  EXPECT_EQ(status, 0) << text;
   EXPECT_EQ(text,
             "empty\nIndexError list index out of range\n2 11 "
             "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] [('a', [1, 2.5, None])]\n"
@@ -713,8 +994,6 @@ print(s[:], s.index(-129), s[-3])
             "[1, 2] 4\n"
             "[-1099511627776, 9223372036854775807, -129, 65535, 3.25, b'x', "
             "'\u00e9', True, None] 2 \u00e9\n");
-  serving.terminate();
-  serving.join(kDeadline);
 }
 
 int main(int argc, char** argv) {

@@ -22,6 +22,7 @@
 #include "errors/errors.h"
 #include "logging/logging.h"
 #include "managers/internal/fastpath.h"
+#include "managers/internal/instances.h"
 #include "managers/internal/state.h"
 #include "managers/internal/wire.h"
 #include "managers/referent.h"
@@ -69,6 +70,11 @@ Object TokenToObject(const Token& t) {
 }
 
 Token TokenFromObject(const Object& o) {
+  Object state;
+  if (InstanceClass(o, nullptr, &state) == "multiprocessing.managers.Token") {
+    // As a CPython server sends it: Token.__getstate__() is the same tuple.
+    return TokenFromObject(state);
+  }
   if (!o.is_tuple() || o.size() != 3 || !o.items()[0].is_str() ||
       !o.items()[2].is_str()) {
     throw TypeError("expected a token (typeid, address, id), got " + repr(o));
@@ -135,17 +141,6 @@ void PutStr(std::string& out, std::string_view s) {
   out.append(s.data(), s.size());
 }
 
-bool ReadStr(std::string_view& in, std::string* s) {
-  if (in.size() < 5 || in[0] != 'X') return false;
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i)
-    n |= static_cast<uint32_t>(static_cast<uint8_t>(in[1 + i])) << (8 * i);
-  if (in.size() - 5 < n) return false;
-  *s = std::string(in.substr(5, n));
-  in.remove_prefix(5 + n);
-  return true;
-}
-
 }  // namespace
 
 std::string EncodeErrorReply(const std::string& name,
@@ -169,40 +164,6 @@ std::string EncodeErrorReply(const std::string& name,
   out += '\x86';  // TUPLE2
   out += '.';     // STOP
   return out;
-}
-
-bool DecodeErrorReply(std::string_view in, std::string* name,
-                      std::string* message) {
-  std::string kind;
-  if (in.substr(0, 2) != std::string_view("\x80\x02", 2)) return false;
-  in.remove_prefix(2);
-  if (!ReadStr(in, &kind) || kind != "#ERROR" || in.empty() || in[0] != 'c')
-    return false;
-  in.remove_prefix(1);
-  size_t nl1 = in.find('\n');
-  if (nl1 == std::string_view::npos) return false;
-  size_t nl2 = in.find('\n', nl1 + 1);
-  if (nl2 == std::string_view::npos) return false;
-  *name = std::string(in.substr(nl1 + 1, nl2 - nl1 - 1));
-  in.remove_prefix(nl2 + 1);
-  message->clear();
-  if (!in.empty() && in[0] == ')') {
-    in.remove_prefix(1);
-  } else if (!ReadStr(in, message) || in.empty() || in[0] != '\x85') {
-    return false;
-  } else {
-    in.remove_prefix(1);
-  }
-  if (in != std::string_view("R\x86.", 3)) return false;
-  if (*name == "Exception") {
-    // "name: message" of a class CPython does not have.
-    size_t colon = message->find(": ");
-    if (colon != std::string::npos) {
-      *name = message->substr(0, colon);
-      *message = message->substr(colon + 2);
-    }
-  }
-  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -258,6 +219,47 @@ std::string EncodePublic(std::string_view method, const Object& args) {
   RaiseByName(name, message);
 }
 
+// A reply the plain loader refused: one carrying class instances (an
+// exception of #ERROR, a Token of #PROXY), as CPython's server and the
+// error replies of ours send them.
+Response DecodeWithInstances(std::string_view bytes) {
+  Object reply = LoadWithInstances(bytes);
+  if (reply.is_tuple() && reply.size() == 2 && reply.items()[0].is_str()) {
+    const std::string& kind = reply.items()[0].as_str();
+    const Object& result = reply.items()[1];
+    if (kind == "#ERROR") {
+      std::string name, message;
+      ExceptionFromInstance(result, &name, &message);
+      if (name == "Exception") {
+        // "name: message" of a class CPython does not have.
+        size_t colon = message.find(": ");
+        if (colon != std::string::npos) {
+          name = message.substr(0, colon);
+          message = message.substr(colon + 2);
+        }
+      }
+      RaiseRemote(Object::tuple({Object(name), Object(message)}));
+    }
+    if (kind == "#PROXY" && result.is_tuple() && result.size() == 2) {
+      return Response{
+          kind,
+          Object::tuple({result.items()[0],
+                         TokenToObject(TokenFromObject(result.items()[1]))})};
+    }
+  }
+  Object args;
+  std::string what = "an object";
+  if (std::optional<std::string> cls = InstanceClass(
+          reply.is_tuple() && reply.size() == 2 ? reply.items()[1] : reply,
+          &args)) {
+    what = "an instance of " + *cls;
+  }
+  throw UnpicklingError(
+      "the manager's server answered with " + what +
+      ", which cannot be rebuilt here: only built-in data types, proxies "
+      "and exceptions can be received from a manager");
+}
+
 Response Decode(std::string_view bytes) {
   Object value;
   if (ParseScalarReturn(bytes, &value)) return Response{"#RETURN", value};
@@ -265,9 +267,7 @@ Response Decode(std::string_view bytes) {
   try {
     reply = reduction::loads<Object>(bytes);
   } catch (const UnpicklingError&) {
-    std::string name, message;
-    if (!DecodeErrorReply(bytes, &name, &message)) throw;
-    RaiseRemote(Object::tuple({Object(name), Object(message)}));
+    return DecodeWithInstances(bytes);
   }
   if (!reply.is_tuple() || reply.size() != 2 || !reply.items()[0].is_str()) {
     throw RemoteError("malformed reply from the manager's server: " +
@@ -277,9 +277,12 @@ Response Decode(std::string_view bytes) {
   const Object& result = reply.items()[1];
   if (kind == "#RETURN" || kind == "#PROXY") return Response{kind, result};
   if (kind == "#ERROR") RaiseRemote(result);
-  if (kind == "#TRACEBACK") {
+  if (kind == "#TRACEBACK" || kind == "#UNSERIALIZABLE") {
     std::string line(75, '-');
-    throw RemoteError(absl::StrCat("\n", line, "\n", str(result), "\n", line));
+    throw RemoteError(absl::StrCat(
+        "\n", line, "\n",
+        kind == "#UNSERIALIZABLE" ? "Unserializable message: " : "",
+        str(result), "\n", line));
   }
   throw RemoteError("unknown reply kind from the manager's server: " + kind);
 }
@@ -468,7 +471,17 @@ bool InManagerServerChild() { return g_server_child.load(); }
 Response PublicCall(const connection::Address& address,
                     const std::string& authkey, std::string_view method,
                     const Object& args) {
-  return TransactAt(address, authkey, EncodePublic(method, args));
+  // As CPython's clients do, and as CPython's server requires: each of the
+  // server's own functions is called on a connection of its own, which the
+  // server closes after answering; only accept_connection turns a
+  // connection into one serving a thread's proxies.
+  connection::Connection c = connection::Client(address, {.authkey = authkey});
+  try {
+    c.send_bytes(EncodePublic(method, args));
+    return Decode(c.recv_bytes());
+  } catch (const EOFError& e) {
+    RaiseLost(address, e);
+  }
 }
 
 Response Transact(const ProxyState& state, const std::string& request) {

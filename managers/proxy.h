@@ -37,6 +37,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -632,6 +633,63 @@ class BarrierProxy : public BaseProxy {
   }
 };
 
+namespace internal {
+// How a function travels to a server that calls it (a Barrier's action): by
+// its MP_REGISTER_FUNCTION name, as pickle sends a function by its qualified
+// name. PicklingError for a function that is not registered. `address` null:
+// None (no function).
+reduction::Object FunctionReference(const void* address);
+[[noreturn]] void CallableNotSendable(const char* what);
+
+template <class F>
+reduction::Object FunctionReference(const F& f) {
+  using D = std::decay_t<F>;
+  if constexpr (std::is_same_v<D, std::nullptr_t>) {
+    return reduction::Object();
+  } else if constexpr (std::is_pointer_v<D> &&
+                       std::is_function_v<std::remove_pointer_t<D>>) {
+    return FunctionReference(reinterpret_cast<const void*>(f));
+  } else if constexpr (std::is_function_v<F>) {
+    return FunctionReference(reinterpret_cast<const void*>(&f));
+  } else if constexpr (requires { requires std::is_pointer_v<decltype(+f)>; }) {
+    // A lambda without captures: the function it converts to.
+    return FunctionReference(reinterpret_cast<const void*>(+f));
+  } else if constexpr (requires { f.template target<void (*)()>(); }) {
+    // A std::function: only one holding a plain function can travel.
+    if (!f) return reduction::Object();
+    if (auto* const* fn = f.template target<void (*)()>())
+      return FunctionReference(reinterpret_cast<const void*>(*fn));
+    CallableNotSendable("a std::function holding a lambda or functor");
+  } else {
+    CallableNotSendable("a lambda with captures or a functor");
+  }
+}
+}  // namespace internal
+
+// Python's pool.AsyncResult of a manager's Pool: the result of
+// apply_async / map_async, held by the server.
+class AsyncResultProxy : public BaseProxy {
+ public:
+  static constexpr const char* kProxyName = "AsyncResultProxy";
+  using BaseProxy::BaseProxy;
+  // The result, or the call's exception; TimeoutError after `timeout`.
+  template <class R = Object>
+  R get(Timeout timeout = std::nullopt) const {
+    return _callmethod<R>("get", Seconds(timeout));
+  }
+  void wait(Timeout timeout = std::nullopt) const {
+    _callmethod<void>("wait", Seconds(timeout));
+  }
+  bool ready() const { return _callmethod<bool>("ready"); }
+  bool successful() const { return _callmethod<bool>("successful"); }
+
+ private:
+  static std::optional<double> Seconds(Timeout timeout) {
+    if (!timeout) return std::nullopt;
+    return timeout->count();
+  }
+};
+
 // Python's IteratorProxy: a shared iterator or generator, such as what a
 // Pool's imap() returns through a manager. next() raises StopIteration at
 // the end, and a range-for stops there:
@@ -677,6 +735,75 @@ class IteratorProxy : public BaseProxy {
   // loop continues where the first stopped (as in Python).
   iterator begin() const { return iterator(this); }
   iterator end() const { return iterator(); }
+};
+
+// Python's PoolProxy: a manager's Pool (SyncManager::Pool()). `fn` is a
+// function registered with MP_REGISTER_FUNCTION (PicklingError otherwise);
+// R is the type the results are read as (Object by default).
+//
+//   auto pool = manager.Pool(4);
+//   std::vector<int> squares = pool.map<int>(square, std::vector{1, 2, 3});
+//   auto r = pool.apply_async(add, 2, 3);   // r.get<int>() == 5
+class PoolProxy : public BaseProxy {
+ public:
+  static constexpr const char* kProxyName = "PoolProxy";
+  using BaseProxy::BaseProxy;
+
+  template <class R = Object, class F, class... A>
+  R apply(const F& fn, const A&... args) const {
+    return _callmethod<R>("apply", internal::FunctionReference(fn),
+                          std::make_tuple(args...));
+  }
+  template <class F, class... A>
+  AsyncResultProxy apply_async(const F& fn, const A&... args) const {
+    return _callmethod<AsyncResultProxy>("apply_async",
+                                         internal::FunctionReference(fn),
+                                         std::make_tuple(args...));
+  }
+  template <class R = Object, class F, class S>
+  std::vector<R> map(const F& fn, const S& iterable,
+                     std::optional<int64_t> chunksize = std::nullopt) const {
+    return _callmethod<std::vector<R>>("map", internal::FunctionReference(fn),
+                                       iterable, chunksize);
+  }
+  template <class F, class S>
+  AsyncResultProxy map_async(
+      const F& fn, const S& iterable,
+      std::optional<int64_t> chunksize = std::nullopt) const {
+    return _callmethod<AsyncResultProxy>(
+        "map_async", internal::FunctionReference(fn), iterable, chunksize);
+  }
+  // fn(*args) for each tuple of `iterable`.
+  template <class R = Object, class F, class S>
+  std::vector<R> starmap(
+      const F& fn, const S& iterable,
+      std::optional<int64_t> chunksize = std::nullopt) const {
+    return _callmethod<std::vector<R>>(
+        "starmap", internal::FunctionReference(fn), iterable, chunksize);
+  }
+  template <class F, class S>
+  AsyncResultProxy starmap_async(
+      const F& fn, const S& iterable,
+      std::optional<int64_t> chunksize = std::nullopt) const {
+    return _callmethod<AsyncResultProxy>(
+        "starmap_async", internal::FunctionReference(fn), iterable, chunksize);
+  }
+  // Results one by one, in order (imap) or as they come (imap_unordered).
+  template <class F, class S>
+  IteratorProxy imap(const F& fn, const S& iterable,
+                     int64_t chunksize = 1) const {
+    return _callmethod<IteratorProxy>("imap", internal::FunctionReference(fn),
+                                      iterable, chunksize);
+  }
+  template <class F, class S>
+  IteratorProxy imap_unordered(const F& fn, const S& iterable,
+                               int64_t chunksize = 1) const {
+    return _callmethod<IteratorProxy>(
+        "imap_unordered", internal::FunctionReference(fn), iterable, chunksize);
+  }
+  void close() const { _callmethod<void>("close"); }
+  void terminate() const { _callmethod<void>("terminate"); }
+  void join() const { _callmethod<void>("join"); }
 };
 
 }  // namespace multiprocessing::managers

@@ -278,6 +278,10 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
         *shutdown = true;
         return Encode("#RETURN", Object());
       }
+      if (auto it = registry.find(method);
+          it != registry.end() && it->second.server_function) {
+        return Encode("#RETURN", it->second.server_function(args));
+      }
       return EncodeTraceback(
           "ValueError",
           "'" + method + "' is not one of the manager's public functions");

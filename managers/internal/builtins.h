@@ -4,6 +4,7 @@
 #define MULTIPROCESSING_MANAGERS_INTERNAL_BUILTINS_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,8 @@ struct Builtin {
   const char* type_id;
   Callable callable;
   std::vector<std::string> exposed;
+  std::map<std::string, std::string> method_to_typeid = {};
+  bool create_method = true;
 };
 const std::vector<Builtin>& Builtins();
 

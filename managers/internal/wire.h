@@ -20,6 +20,8 @@
 namespace multiprocessing::managers::internal {
 
 inline constexpr std::string_view kProxyTag{"\0mp.proxy", 9};
+// A registered function: (kFunctionTag, name).
+inline constexpr std::string_view kFunctionTag{"\0mp.function", 12};
 
 // True when `o` is a tuple whose first item is the bytes `tag`.
 bool IsTagged(const reduction::Object& o, std::string_view tag);
@@ -43,9 +45,6 @@ ProxyRecipe RecipeFromObject(const reduction::Object& o);
 // builtins.Exception("name: message")), so that CPython clients raise it.
 std::string EncodeErrorReply(const std::string& name,
                              const std::string& message);
-// Reads what EncodeErrorReply writes; false for anything else.
-bool DecodeErrorReply(std::string_view bytes, std::string* name,
-                      std::string* message);
 
 }  // namespace multiprocessing::managers::internal
 
