@@ -242,7 +242,9 @@ class Future {
   // Calls `fn(future)` once the future is done (finished or cancelled), in
   // the thread that completes it, or at once in this thread if it is already
   // done. Callbacks run in the order added; what one throws is printed to
-  // stderr and ignored, as in Python.
+  // stderr and ignored, as in Python. An executor's futures complete on its
+  // pool's result-handling thread: a callback must not block there (waiting
+  // for another future of the same executor would wait for ever).
   void add_done_callback(std::function<void(const Future&)> fn) {
     std::weak_ptr<internal::FutureState<T>> weak = state_;
     state_->AddDoneCallback([fn = std::move(fn), weak] {

@@ -121,8 +121,10 @@ constexpr auto kLong = 60s;
 class Gate {
  public:
   Gate() {
-    char tmpl[] = "/tmp/futures_test.XXXXXX";
-    dir_ = mkdtemp(tmpl);
+    const char* base = std::getenv("TEST_TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr ? base : "/tmp") + "/futures_test.XXXXXX";
+    dir_ = mkdtemp(tmpl.data());
     for (const char* name : {"go", "started"})
       mkfifo((dir_ + "/" + name).c_str(), 0600);
     // Read-write: never blocks, keeps the FIFOs' bytes while nobody reads.
