@@ -17,7 +17,8 @@
 // (connection, synchronize, sharedctypes, queues, pool, managers, reduction,
 // dummy). mp::dummy has the same names over threads of this process, so
 // `namespace ns = mp::dummy;` instead of `namespace ns = mp;` turns a program's
-// processes into threads.
+// processes into threads. mp::futures holds concurrent.futures' executors
+// (ProcessPoolExecutor, ThreadPoolExecutor) over the pools.
 // Programs that need less depend on one package instead, e.g. //connection with
 // "connection/connection.h".
 #ifndef MULTIPROCESSING_MULTIPROCESSING_H_
@@ -28,6 +29,7 @@
 #include "connection/wait.h"
 #include "dummy/dummy.h"
 #include "errors/errors.h"
+#include "futures/futures.h"
 #include "logging/logging.h"
 #include "managers/managers.h"
 #include "pool/pool.h"

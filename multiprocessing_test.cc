@@ -40,6 +40,10 @@ TEST_P(UmbrellaTest, PackagesWorkTogether) {
   mp::Pool pool({.processes = 2, .context = &ctx});
   EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}),
             (std::vector<int>{1, 4, 9}));
+
+  mp::futures::ProcessPoolExecutor executor(
+      {.max_workers = 2, .mp_context = &ctx});
+  EXPECT_EQ(executor.submit(square, 4).result(seconds(30)), 16);
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, UmbrellaTest,
