@@ -23,6 +23,10 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # Open MPI's session directory in the test's own temporary directory, to check that it is cleaned up.
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/mpi.XXXXXX")
 export OMPI_MCA_orte_tmpdir_base=$tmp TMPDIR=$tmp
+# The shared-memory transport's segments too: their names in /dev/shm derive from pids, which are the same
+# in every test's PID namespace, so that tests running side by side mapped each other's segments (and
+# crashed in mca_btl_vader_poll_handle_frag).
+export OMPI_MCA_btl_vader_backing_directory=$tmp
 
 status=0
 if [ "$mode" = static ]; then

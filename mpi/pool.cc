@@ -225,15 +225,18 @@ class WorkerLoop {
     for (int idle = 0;; ++idle) {
       int flag = 0;
       MPI_Message msg;
-      if (MPI_Improbe(0, MPI_ANY_TAG, comm_, &flag, &msg, status) !=
-          MPI_SUCCESS)
-        return false;
-      if (flag) {
-        int count = 0;
-        MPI_Get_count(status, MPI_BYTE, &count);
-        buffer->resize(static_cast<size_t>(count));
-        return MPI_Mrecv(buffer->data(), count, MPI_BYTE, &msg, status) ==
-               MPI_SUCCESS;
+      {
+        std::lock_guard<std::mutex> lock(mpi_mu_);
+        if (MPI_Improbe(0, MPI_ANY_TAG, comm_, &flag, &msg, status) !=
+            MPI_SUCCESS)
+          return false;
+        if (flag) {
+          int count = 0;
+          MPI_Get_count(status, MPI_BYTE, &count);
+          buffer->resize(static_cast<size_t>(count));
+          return MPI_Mrecv(buffer->data(), count, MPI_BYTE, &msg, status) ==
+                 MPI_SUCCESS;
+        }
       }
       if (idle < 2000) continue;
       std::this_thread::sleep_for(
@@ -250,14 +253,21 @@ class WorkerLoop {
       std::this_thread::sleep_for(kHeartbeatEvery);
       if (stop_) break;
       MPI_Request req;
-      MPI_Isend(nullptr, 0, MPI_BYTE, 0, kTagHeartbeat, comm_, &req);
+      {
+        std::lock_guard<std::mutex> lock(mpi_mu_);
+        MPI_Isend(nullptr, 0, MPI_BYTE, 0, kTagHeartbeat, comm_, &req);
+      }
       // A master that stopped reading is gone or going: never block on it.
       int done = 0;
       while (!stop_ && !done) {
-        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        {
+          std::lock_guard<std::mutex> lock(mpi_mu_);
+          MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        }
         if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
       if (!done) {
+        std::lock_guard<std::mutex> lock(mpi_mu_);
         MPI_Cancel(&req);
         MPI_Request_free(&req);
       }
@@ -272,8 +282,11 @@ class WorkerLoop {
     std::string function(r.str()), runner(r.str()), args(r.str());
     std::string hello =
         Writer().u32(static_cast<uint32_t>(getpid())).str(HostName()).Take();
-    MPI_Send(hello.data(), static_cast<int>(hello.size()), MPI_BYTE, 0,
-             kTagHello, comm_);
+    {
+      std::lock_guard<std::mutex> lock(mpi_mu_);
+      MPI_Send(hello.data(), static_cast<int>(hello.size()), MPI_BYTE, 0,
+               kTagHello, comm_);
+    }
     functions_.clear();
     if (function.empty()) return;
     try {
@@ -374,6 +387,7 @@ class WorkerLoop {
     if (out_count_ == 0) return;
     std::string message = Writer().u32(generation).u32(out_count_).Take();
     message += out_;
+    std::lock_guard<std::mutex> lock(mpi_mu_);
     MPI_Send(message.data(), static_cast<int>(message.size()), MPI_BYTE, 0,
              kTagResults, comm_);
     out_.clear();
@@ -382,6 +396,10 @@ class WorkerLoop {
 
   MPI_Comm comm_;
   const bool spawned_;
+  // The heartbeat thread and this one take turns in MPI: Open MPI's
+  // thread-multiple paths are its least used, and a heartbeat is rare enough
+  // that taking turns costs nothing.
+  std::mutex mpi_mu_;
   std::thread heartbeat_;
   std::atomic<bool> stop_{false};
   int master_pid_ = 0;
