@@ -113,17 +113,23 @@ World& TheWorld() {
 
 void RunWorker(MPI_Comm comm, bool spawned);
 
-// At exit on the master: static workers leave, then MPI is finalised.
+// At exit on the master: static workers leave, then MPI is finalised, unless
+// a worker rank died: MPI_Finalize waits for every rank of the job (a PMIx
+// fence that Open MPI 4.1 never completes without the dead one), so the
+// master then leaves without it, as a process that lost a peer must.
 void FinalizeAtExit() {
   World& w = TheWorld();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
+  bool lost_a_rank = false;
   if (w.static_comm != MPI_COMM_NULL) {
-    std::vector<MPI_Request> reqs;
-    std::string exit_msg = Writer().u32(kExit).Take();
+    for (int r = 1; r < w.size; ++r)
+      lost_a_rank |= w.static_dead[static_cast<size_t>(r)];
+    // The survivors leave without MPI_Finalize too when a rank is lost.
+    std::string exit_msg = Writer().u32(kExit).u32(!lost_a_rank).Take();
     for (int r = 1; r < w.size; ++r) {
-      if (w.static_dead[r]) continue;
+      if (w.static_dead[static_cast<size_t>(r)]) continue;
       MPI_Request req;
       MPI_Isend(exit_msg.data(), static_cast<int>(exit_msg.size()), MPI_BYTE, r,
                 kTagControl, w.static_comm, &req);
@@ -131,10 +137,11 @@ void FinalizeAtExit() {
                      [] { return false; })) {
         std::cerr << "multiprocessing.mpi: worker rank " << r
                   << " did not take its exit message" << std::endl;
+        lost_a_rank = true;
       }
     }
   }
-  MPI_Finalize();
+  if (!lost_a_rank) MPI_Finalize();
 }
 
 void Initialize(int argc, char** argv) {
@@ -194,7 +201,10 @@ class WorkerLoop {
  public:
   WorkerLoop(MPI_Comm comm, bool spawned) : comm_(comm), spawned_(spawned) {}
 
-  void Run() {
+  // Serves until told to exit; returns whether to finalise MPI (not when
+  // the master or a fellow worker was lost: MPI_Finalize would wait for it).
+  bool Run() {
+    bool finalize = false;
     heartbeat_ = std::thread([this] { Heartbeat(); });
     std::string buffer;
     for (;;) {
@@ -203,7 +213,10 @@ class WorkerLoop {
       if (status.MPI_TAG == kTagControl) {
         Reader r(buffer);
         uint32_t kind = r.u32();
-        if (kind == kExit) break;
+        if (kind == kExit) {
+          finalize = r.u32() != 0;
+          break;
+        }
         if (kind == kStart) Start(r);
       } else if (status.MPI_TAG == kTagTasks) {
         RunTasks(buffer);
@@ -213,8 +226,10 @@ class WorkerLoop {
     heartbeat_.join();
     if (spawned_) {
       MPI_Send(nullptr, 0, MPI_BYTE, 0, kTagBye, comm_);
-      MPI_Comm_disconnect(&comm_);
+      // The master disconnects too, unless it lost a worker.
+      if (finalize) MPI_Comm_disconnect(&comm_);
     }
+    return finalize;
   }
 
  private:
@@ -411,8 +426,9 @@ class WorkerLoop {
 
 void RunWorker(MPI_Comm comm, bool spawned) {
   int code = 0;
+  bool finalize = false;
   try {
-    WorkerLoop(comm, spawned).Run();
+    finalize = WorkerLoop(comm, spawned).Run();
   } catch (const SystemExit& e) {
     code = e.code();
   } catch (const std::exception& e) {
@@ -423,7 +439,7 @@ void RunWorker(MPI_Comm comm, bool spawned) {
   std::fflush(nullptr);
   std::cout.flush();
   std::cerr.flush();
-  if (code == 0) MPI_Finalize();
+  if (code == 0 && finalize) MPI_Finalize();
   _exit(code);
 }
 
@@ -1097,7 +1113,8 @@ class MpiCore final : public pool::internal::PoolCore {
     if (spawned_) {
       // Dynamic workers leave: exit, then wait for their goodbye.
       for (auto& w : workers_) w->exit_sent = true;
-      Tell(Writer().u32(kExit).Take(), &Worker::said_bye, "did not leave");
+      Tell(Writer().u32(kExit).u32(!any_dead_).Take(), &Worker::said_bye,
+           "did not leave");
       // Disconnecting waits for every member: only when all are there.
       if (any_dead_) {
         MPI_Comm_free(&comm_);
