@@ -255,7 +255,7 @@ class WorkerLoop {
       }
       if (idle < 2000) continue;
       std::this_thread::sleep_for(
-          std::chrono::microseconds(std::min(1000, (idle - 2000) * 10 + 20)));
+          std::chrono::microseconds(std::min(1000, (idle - 2000) * 2 + 20)));
       if (master_pid_ != 0 && Clock::now() - last_check > kWatchEvery) {
         last_check = Clock::now();
         if (ProcessGone(master_pid_)) return false;
@@ -1032,7 +1032,7 @@ class MpiCore final : public pool::internal::PoolCore {
   static void Nap(int idle) {
     if (idle < 200) return;  // a few hundred polls (tens of microseconds)
     std::this_thread::sleep_for(
-        std::chrono::microseconds(std::min(1000, 20 + (idle - 200) * 10)));
+        std::chrono::microseconds(std::min(1000, 20 + (idle - 200) * 2)));
   }
 
   // --- the service thread
@@ -1064,7 +1064,7 @@ class MpiCore final : public pool::internal::PoolCore {
       } else if (++idle > 200) {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait_for(lock, std::chrono::microseconds(
-                               std::min(1000, 20 + (idle - 200) * 10)));
+                               std::min(1000, 20 + (idle - 200) * 2)));
       }
     }
     Shutdown();
