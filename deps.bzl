@@ -10,6 +10,8 @@ which the project's tools/bazel installs; the repositories keep their upstream n
 an upstream http_archive changes this file only. A repository the workspace already defines is kept.
 """
 
+load("//third_party:openmpi.bzl", "open_mpi_repository")
+
 def _project_subdir_repository_impl(rctx):
     # Labels in this file resolve within the project, but the paths of local repositories are relative
     # to the main workspace: the project's own directories are found from its WORKSPACE file instead.
@@ -56,3 +58,8 @@ def multiprocessing_deps():
     _project_subdir(existing, "rules_cc", "third_party/rules_cc")
     _project_subdir(existing, "rules_java", "third_party/rules_java")
     _project_subdir(existing, "remote_coverage_tools", "third_party/remote_coverage_tools")
+
+    # Open MPI (Debian's libopenmpi-dev), for //mpi only: found with pkg-config's `ompi` module when a
+    # target that uses it is built.
+    if "org_open_mpi" not in existing:
+        open_mpi_repository(name = "org_open_mpi")
