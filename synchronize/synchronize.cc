@@ -259,13 +259,13 @@ struct Barrier::State {
 };
 
 Barrier::Barrier(int parties, Action action, Timeout timeout)
-    : Barrier(parties, action, timeout, Condition(),
+    : Barrier(parties, std::move(action), timeout, Condition(),
               SharedBlock::Allocate(sizeof(State))) {}
 
 Barrier::Barrier(int parties, Action action, Timeout timeout, Condition cond,
                  std::shared_ptr<SharedBlock> block)
     : parties_(parties),
-      action_(action),
+      action_(std::move(action)),
       timeout_(timeout),
       cond_(std::move(cond)),
       block_(std::move(block)),
@@ -312,7 +312,7 @@ void Barrier::Enter() {
 
 void Barrier::Release() {
   try {
-    if (action_ != nullptr) action_();
+    if (action_) action_();
     state_->state.store(1);
     cond_.notify_all();
   } catch (...) {
@@ -492,8 +492,18 @@ void Pickler<synchronize::Barrier>::Save(Writer& w,
                                          const synchronize::Barrier& b) {
   w.begin_tuple();
   w.write_int(b.parties());
-  if (b.action() != nullptr) {
-    w.write_str(RequireFunction(b.action()).name);
+  if (b.action()) {
+    const void* address = SyncAccess::BarrierActionAddress(b);
+    if (address == nullptr) {
+      throw PicklingError(
+          "the Barrier's action is not a plain function, so it cannot be "
+          "pickled for a spawn or forkserver child; pass a function "
+          "registered with MP_REGISTER_FUNCTION, or use the fork start "
+          "method");
+    }
+    const RegisteredFunction* f = FindFunction(address);
+    if (f == nullptr) reduction::internal::FunctionNotRegistered(address);
+    w.write_str(f->name);
   } else {
     w.write_none();
   }
@@ -509,7 +519,8 @@ void Pickler<synchronize::Barrier>::Save(Writer& w,
 
 synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
   int parties = 0;
-  synchronize::Barrier::Action action = nullptr;
+  synchronize::Barrier::Action action;
+  const void* action_address = nullptr;
   synchronize::Timeout timeout;
   std::optional<synchronize::Condition> cond;
   std::shared_ptr<multiprocessing::internal::SharedBlock> block;
@@ -531,8 +542,12 @@ synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
                 throw UnpicklingError("Barrier action '" + name +
                                       "' is not registered in this program");
               }
-              action = reinterpret_cast<synchronize::Barrier::Action>(
-                  const_cast<void*>(f->address));
+              // Through the registry's pickled call, which knows the
+              // function's real type (its result may be any value).
+              action = [f] {
+                f->call_pickled(dumps(std::tuple<>()), nullptr, nullptr);
+              };
+              action_address = f->address;
             }
             break;
           case 2:
@@ -556,8 +571,8 @@ synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
   if (!cond || !block) {
     throw TypeError("a pickled Barrier needs its condition and state");
   }
-  return SyncAccess::MakeBarrier(parties, action, timeout, std::move(*cond),
-                                 std::move(block));
+  return SyncAccess::MakeBarrier(parties, std::move(action), action_address,
+                                 timeout, std::move(*cond), std::move(block));
 }
 
 }  // namespace multiprocessing::reduction
