@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 
+#include "process/context.h"
 #include "process/process.h"
 #include "reduction/registry.h"
 #include "synchronize/internal/futex.h"
@@ -49,25 +50,35 @@ std::string CurrentProcessName() { return current_process().name(); }
   return true;
 }();
 
+// A new semaphore, marked when a "fork" context's factory makes it.
+std::shared_ptr<SemLock> NewSemLock(SemLock::Kind kind, int value,
+                                    int maxvalue) {
+  std::shared_ptr<SemLock> sem = SemLock::Create(kind, value, maxvalue);
+  if (multiprocessing::internal::CreatingStartMethod() == "fork") {
+    sem->set_fork_context();
+  }
+  return sem;
+}
+
 }  // namespace
 
 // ---- Lock, RLock, Semaphore, BoundedSemaphore
 
-Lock::Lock() : sem_(SemLock::Create(SemLock::Kind::kSemaphore, 1, 1)) {}
+Lock::Lock() : sem_(NewSemLock(SemLock::Kind::kSemaphore, 1, 1)) {}
 
-RLock::RLock() : sem_(SemLock::Create(SemLock::Kind::kRecursiveMutex, 1, 1)) {}
+RLock::RLock() : sem_(NewSemLock(SemLock::Kind::kRecursiveMutex, 1, 1)) {}
 
 Semaphore::Semaphore(int value)
-    : sem_(SemLock::Create(SemLock::Kind::kSemaphore, value,
-                           SemLock::kSemValueMax)) {}
+    : sem_(NewSemLock(SemLock::Kind::kSemaphore, value,
+                      SemLock::kSemValueMax)) {}
 
 std::string Semaphore::repr() const {
   return "<Semaphore(value=" + std::to_string(sem_->GetValue()) + ")>";
 }
 
 BoundedSemaphore::BoundedSemaphore(int value)
-    : Semaphore(SemLock::Create(SemLock::Kind::kSemaphore, value,
-                                value < 1 ? 1 : value)) {}
+    : Semaphore(NewSemLock(SemLock::Kind::kSemaphore, value,
+                           value < 1 ? 1 : value)) {}
 
 std::string BoundedSemaphore::repr() const {
   return "<BoundedSemaphore(value=" + std::to_string(sem_->GetValue()) +
@@ -199,7 +210,9 @@ struct Event::State {
   std::atomic<uint32_t> sleepers;
 };
 
-Event::Event() : Event(SharedBlock::Allocate(sizeof(State))) {}
+Event::Event() : Event(SharedBlock::Allocate(sizeof(State))) {
+  fork_context_ = multiprocessing::internal::CreatingStartMethod() == "fork";
+}
 
 Event::Event(std::shared_ptr<SharedBlock> block)
     : block_(std::move(block)), state_(static_cast<State*>(block_->data())) {
@@ -390,7 +403,18 @@ std::string Barrier::repr() const {
 
 namespace multiprocessing::internal {
 
+void CheckSharedWithForkOnly(bool fork_context) {
+  if (!fork_context || SpawningStartMethod().empty()) return;
+  throw RuntimeError(
+      "an object made by a fork context (its lock or semaphore) is being "
+      "shared with a process started by the " +
+      SpawningStartMethod() +
+      " method, which is not supported (as in CPython); make the objects "
+      "and the Process with the same context");
+}
+
 void SaveSemLock(reduction::Writer& w, const SemLock& sem) {
+  CheckSharedWithForkOnly(sem.fork_context());
   // By name and by descriptor: the receiver maps the descriptor, so it does
   // not depend on the name surviving until it runs.
   int fd = sem.DupFd();
@@ -481,6 +505,8 @@ synchronize::Condition Pickler<synchronize::Condition>::Load(Reader& r) {
 }
 
 void Pickler<synchronize::Event>::Save(Writer& w, const synchronize::Event& e) {
+  multiprocessing::internal::CheckSharedWithForkOnly(
+      SyncAccess::EventForkContext(e));
   SaveBlock(w, *SyncAccess::EventBlock(e));
 }
 

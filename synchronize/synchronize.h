@@ -247,6 +247,7 @@ class Event {
   explicit Event(std::shared_ptr<multiprocessing::internal::SharedBlock> block);
   std::shared_ptr<multiprocessing::internal::SharedBlock> block_;
   State* state_;
+  bool fork_context_ = false;  // as SemLock::fork_context()
 };
 
 // A barrier for a fixed number of parties, as threading.Barrier. The action
@@ -388,6 +389,9 @@ struct SyncAccess {
       const synchronize::Event& e) {
     return e.block_;
   }
+  static bool EventForkContext(const synchronize::Event& e) {
+    return e.fork_context_;
+  }
   static synchronize::Event MakeEvent(std::shared_ptr<SharedBlock> b) {
     return synchronize::Event(std::move(b));
   }
@@ -414,6 +418,10 @@ struct SyncAccess {
     return barrier;
   }
 };
+
+// Throws RuntimeError when an object made by a "fork" context is pickled
+// for a spawn or forkserver child, as CPython does.
+void CheckSharedWithForkOnly(bool fork_context);
 
 // Pickling pieces shared with sharedctypes: a semaphore travels as (name,
 // kind, maxvalue); a shared block as (descriptor index, offset, size) with
@@ -472,5 +480,28 @@ struct Pickler<synchronize::Barrier> {
   static synchronize::Barrier Load(Reader& r);
 };
 }  // namespace multiprocessing::reduction
+
+namespace multiprocessing::internal {
+// ctx.Lock(), ctx.RLock(), ... (process/context.h).
+struct ContextSynchronize {
+  static synchronize::Lock Lock() { return synchronize::Lock(); }
+  static synchronize::RLock RLock() { return synchronize::RLock(); }
+  static synchronize::Semaphore Semaphore(int value) {
+    return synchronize::Semaphore(value);
+  }
+  static synchronize::BoundedSemaphore BoundedSemaphore(int value) {
+    return synchronize::BoundedSemaphore(value);
+  }
+  template <class... L>
+  static synchronize::Condition Condition(L&&... lock) {
+    return synchronize::Condition(std::forward<L>(lock)...);
+  }
+  static synchronize::Event Event() { return synchronize::Event(); }
+  template <class... A>
+  static synchronize::Barrier Barrier(A&&... args) {
+    return synchronize::Barrier(std::forward<A>(args)...);
+  }
+};
+}  // namespace multiprocessing::internal
 
 #endif  // MULTIPROCESSING_SYNCHRONIZE_SYNCHRONIZE_H_
