@@ -192,6 +192,16 @@ T Connection::recv() {
 namespace multiprocessing {
 using connection::Connection;
 using connection::Pipe;
+
+namespace internal {
+// ctx.Pipe() (process/context.h).
+struct ContextConnection {
+  static std::pair<connection::Connection, connection::Connection> Pipe(
+      bool duplex) {
+    return connection::Pipe(duplex);
+  }
+};
+}  // namespace internal
 }  // namespace multiprocessing
 
 namespace multiprocessing::reduction {

@@ -324,6 +324,15 @@ namespace multiprocessing {
 // A started SyncManager, its server process made with `ctx`'s start method
 // (the default context's when null).
 managers::SyncManager Manager(const Context* ctx = nullptr);
+
+namespace internal {
+// ctx.Manager() (process/context.h).
+struct ContextManagers {
+  static managers::SyncManager Manager(const Context& ctx) {
+    return multiprocessing::Manager(&ctx);
+  }
+};
+}  // namespace internal
 }  // namespace multiprocessing
 
 #endif  // MULTIPROCESSING_MANAGERS_MANAGERS_H_

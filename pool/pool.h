@@ -989,6 +989,20 @@ Initializer::Initializer(R (*fn)(P...), A&&... args) {
 
 using pool::Pool;
 
+namespace internal {
+// ctx.Pool(options) (process/context.h): workers started by that context.
+struct ContextPool {
+  static pool::Pool Pool(const Context& ctx, pool::PoolOptions options = {}) {
+    options.context = &ctx;
+    return pool::Pool(std::move(options));
+  }
+  static pool::Pool Pool(const Context& ctx, int processes) {
+    return pool::Pool(
+        pool::PoolOptions{.processes = processes, .context = &ctx});
+  }
+};
+}  // namespace internal
+
 }  // namespace multiprocessing
 
 #endif  // MULTIPROCESSING_POOL_POOL_H_

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <typeinfo>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "errors/errors.h"
 #include "process/internal/spawn.h"
@@ -207,6 +208,24 @@ void CheckNotBootstrapping() {
   }
 }
 
+namespace {
+thread_local std::string t_creating_method;
+thread_local std::string t_spawning_method;
+}  // namespace
+
+const std::string& CreatingStartMethod() { return t_creating_method; }
+
+ScopedCreatingContext::ScopedCreatingContext(const Context& ctx)
+    : saved_(std::move(t_creating_method)) {
+  t_creating_method = *ctx.get_start_method();
+}
+
+ScopedCreatingContext::~ScopedCreatingContext() {
+  t_creating_method = std::move(saved_);
+}
+
+const std::string& SpawningStartMethod() { return t_spawning_method; }
+
 std::shared_ptr<Popen> Launch(Process& process) {
   const std::shared_ptr<ProcessState>& state = ProcessAccess::State(process);
   const Context* context = state->context;
@@ -236,6 +255,8 @@ std::shared_ptr<Popen> Launch(Process& process) {
   }
   PickledTarget target;
   if (state->pickled_target) {
+    t_spawning_method = method;
+    absl::Cleanup not_spawning = [] { t_spawning_method.clear(); };
     PickledTarget made = state->pickled_target();
     target.function = std::move(made.function);
     target.args = std::move(made.args);

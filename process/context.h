@@ -22,6 +22,8 @@
 #ifndef MULTIPROCESSING_PROCESS_CONTEXT_H_
 #define MULTIPROCESSING_PROCESS_CONTEXT_H_
 
+#include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +34,23 @@
 #include "process/process.h"
 
 namespace multiprocessing {
+
+class Context;
+
+namespace internal {
+
+// What a context makes, filled in by the packages that own the objects, so
+// that this header depends on none of them: ctx.Lock() compiles wherever
+// synchronize/synchronize.h is included, ctx.Queue() with queues/queues.h,
+// and so on. Each is a struct of static functions taking the context first.
+struct ContextSynchronize;   // synchronize/synchronize.h
+struct ContextQueues;        // queues/queues.h
+struct ContextConnection;    // connection/connection.h
+struct ContextSharedctypes;  // sharedctypes/sharedctypes.h
+struct ContextPool;          // pool/pool.h
+struct ContextManagers;      // managers/managers.h
+
+}  // namespace internal
 
 // The module-level API bound to one start method (a concrete context) or to
 // the default, settable one (the default context). Contexts live for the
@@ -62,6 +81,122 @@ class Context {
                                     std::forward<Args>(args)...);
   }
 
+  // The objects of the module, made with this context: as Python's
+  // ctx.Lock(), ctx.Queue(), ... . An object made with a concrete "fork"
+  // context (or the default context while its method is fork) can be
+  // shared only with processes started by fork, as in CPython: passing it
+  // to a spawn or forkserver child throws RuntimeError at start(). The
+  // module-level functions (multiprocessing::Lock(), ...) make objects
+  // that every start method can share. Each needs its package's header.
+  template <class H = internal::ContextSynchronize>
+  auto Lock() const {
+    return Make([] { return H::Lock(); });
+  }
+  template <class H = internal::ContextSynchronize>
+  auto RLock() const {
+    return Make([] { return H::RLock(); });
+  }
+  template <class H = internal::ContextSynchronize>
+  auto Semaphore(int value = 1) const {
+    return Make([&] { return H::Semaphore(value); });
+  }
+  template <class H = internal::ContextSynchronize>
+  auto BoundedSemaphore(int value = 1) const {
+    return Make([&] { return H::BoundedSemaphore(value); });
+  }
+  // Condition(lock): a new RLock of this context when no lock is given.
+  template <class H = internal::ContextSynchronize, class... A>
+  auto Condition(A&&... lock) const {
+    return Make([&] { return H::Condition(std::forward<A>(lock)...); });
+  }
+  template <class H = internal::ContextSynchronize>
+  auto Event() const {
+    return Make([] { return H::Event(); });
+  }
+  // Barrier(parties, action, timeout).
+  template <class H = internal::ContextSynchronize, class... A>
+  auto Barrier(A&&... args) const {
+    return Make([&] { return H::Barrier(std::forward<A>(args)...); });
+  }
+  // Queue(maxsize), JoinableQueue(maxsize), SimpleQueue().
+  template <class H = internal::ContextQueues>
+  auto Queue(int64_t maxsize = 0) const {
+    return Make([&] { return H::Queue(maxsize); });
+  }
+  template <class H = internal::ContextQueues>
+  auto JoinableQueue(int64_t maxsize = 0) const {
+    return Make([&] { return H::JoinableQueue(maxsize); });
+  }
+  template <class H = internal::ContextQueues>
+  auto SimpleQueue() const {
+    return Make([] { return H::SimpleQueue(); });
+  }
+  template <class H = internal::ContextConnection>
+  auto Pipe(bool duplex = true) const {
+    return Make([&] { return H::Pipe(duplex); });
+  }
+  // Value<T>(initial, options), Value<'d'>(...), Array<T>(length or
+  // values, options), RawValue, RawArray: as the module's functions, with
+  // this context's RLock when they make one.
+  template <class T, class H = internal::ContextSharedctypes, class... A>
+  auto Value(A&&... args) const {
+    return Make([&] { return H::template Value<T>(std::forward<A>(args)...); });
+  }
+  template <char C, class H = internal::ContextSharedctypes, class... A>
+  auto Value(A&&... args) const {
+    return Make([&] { return H::template Value<C>(std::forward<A>(args)...); });
+  }
+  template <class T, class H = internal::ContextSharedctypes, class... A>
+  auto Array(A&&... args) const {
+    return Make([&] { return H::template Array<T>(std::forward<A>(args)...); });
+  }
+  template <class T, class H = internal::ContextSharedctypes, class... A>
+  auto Array(std::initializer_list<T> values, A&&... args) const {
+    return Make(
+        [&] { return H::template Array<T>(values, std::forward<A>(args)...); });
+  }
+  template <char C, class H = internal::ContextSharedctypes, class... A>
+  auto Array(A&&... args) const {
+    return Make([&] { return H::template Array<C>(std::forward<A>(args)...); });
+  }
+  template <class T, class H = internal::ContextSharedctypes, class... A>
+  auto RawValue(A&&... args) const {
+    return Make(
+        [&] { return H::template RawValue<T>(std::forward<A>(args)...); });
+  }
+  template <char C, class H = internal::ContextSharedctypes, class... A>
+  auto RawValue(A&&... args) const {
+    return Make(
+        [&] { return H::template RawValue<C>(std::forward<A>(args)...); });
+  }
+  template <class T, class H = internal::ContextSharedctypes, class... A>
+  auto RawArray(A&&... args) const {
+    return Make(
+        [&] { return H::template RawArray<T>(std::forward<A>(args)...); });
+  }
+  template <class T, class H = internal::ContextSharedctypes, class... A>
+  auto RawArray(std::initializer_list<T> values, A&&... args) const {
+    return Make([&] {
+      return H::template RawArray<T>(values, std::forward<A>(args)...);
+    });
+  }
+  template <char C, class H = internal::ContextSharedctypes, class... A>
+  auto RawArray(A&&... args) const {
+    return Make(
+        [&] { return H::template RawArray<C>(std::forward<A>(args)...); });
+  }
+  // Pool(options): workers started with this context's start method.
+  template <class H = internal::ContextPool, class... A>
+  auto Pool(A&&... options) const {
+    return Make([&] { return H::Pool(*this, std::forward<A>(options)...); });
+  }
+  // Manager(): a started SyncManager whose server runs in a process of
+  // this context.
+  template <class H = internal::ContextManagers>
+  auto Manager() const {
+    return Make([&] { return H::Manager(*this); });
+  }
+
   // The default context when `method` is unset; else the concrete context
   // "fork", "spawn" or "forkserver" (ValueError otherwise).
   const Context& get_context(
@@ -84,11 +219,44 @@ class Context {
   void set_executable(std::string path) const;
 
  private:
+  template <class F>
+  auto Make(F&& make) const;
+
   friend const Context& DefaultContext();
   friend const Context& ConcreteContext(std::string_view method);
   explicit Context(std::string method) : method_(std::move(method)) {}
   std::string method_;  // empty for the default context
 };
+
+namespace internal {
+// While a context's factory runs (ctx.Lock(), ctx.Queue(), ...): that
+// context's start method, so that what is created can remember it. Empty
+// outside such a call, as for the module-level functions.
+const std::string& CreatingStartMethod();
+class ScopedCreatingContext {
+ public:
+  explicit ScopedCreatingContext(const Context& ctx);
+  ~ScopedCreatingContext();
+  ScopedCreatingContext(const ScopedCreatingContext&) = delete;
+  ScopedCreatingContext& operator=(const ScopedCreatingContext&) = delete;
+
+ private:
+  std::string saved_;
+};
+
+// While the target of a spawn or forkserver child is pickled: its start
+// method; empty otherwise. Objects that only fork children may share check
+// it (see SemLock).
+const std::string& SpawningStartMethod();
+
+}  // namespace internal
+
+// Runs a factory with this context as the creating one.
+template <class F>
+auto Context::Make(F&& make) const {
+  internal::ScopedCreatingContext creating(*this);
+  return make();
+}
 
 // The default context and its API as free functions.
 const Context& get_context(

@@ -265,6 +265,17 @@ using queues::JoinableQueue;
 using queues::Queue;
 using queues::SimpleQueue;
 
+namespace internal {
+// ctx.Queue(), ctx.JoinableQueue(), ctx.SimpleQueue() (process/context.h).
+struct ContextQueues {
+  static queues::Queue Queue(int64_t maxsize) { return queues::Queue(maxsize); }
+  static queues::JoinableQueue JoinableQueue(int64_t maxsize) {
+    return queues::JoinableQueue(maxsize);
+  }
+  static queues::SimpleQueue SimpleQueue() { return queues::SimpleQueue(); }
+};
+}  // namespace internal
+
 }  // namespace multiprocessing
 
 #endif  // MULTIPROCESSING_QUEUES_QUEUES_H_

@@ -908,4 +908,44 @@ struct Pickler<sharedctypes::SyncLock> {
 };
 }  // namespace multiprocessing::reduction
 
+namespace multiprocessing::internal {
+// ctx.Value<T>(), ctx.Array<T>(), ... (process/context.h): the module's
+// functions, called while the context is the creating one, so the lock they
+// make is the context's.
+struct ContextSharedctypes {
+  template <auto T, class... A>
+  static auto Value(A&&... args) {
+    return sharedctypes::Value<T>(std::forward<A>(args)...);
+  }
+  template <class T, class... A>
+  static auto Value(A&&... args) {
+    return sharedctypes::Value<T>(std::forward<A>(args)...);
+  }
+  template <auto T, class... A>
+  static auto Array(A&&... args) {
+    return sharedctypes::Array<T>(std::forward<A>(args)...);
+  }
+  template <class T, class... A>
+  static auto Array(A&&... args) {
+    return sharedctypes::Array<T>(std::forward<A>(args)...);
+  }
+  template <auto T, class... A>
+  static auto RawValue(A&&... args) {
+    return sharedctypes::RawValue<T>(std::forward<A>(args)...);
+  }
+  template <class T, class... A>
+  static auto RawValue(A&&... args) {
+    return sharedctypes::RawValue<T>(std::forward<A>(args)...);
+  }
+  template <auto T, class... A>
+  static auto RawArray(A&&... args) {
+    return sharedctypes::RawArray<T>(std::forward<A>(args)...);
+  }
+  template <class T, class... A>
+  static auto RawArray(A&&... args) {
+    return sharedctypes::RawArray<T>(std::forward<A>(args)...);
+  }
+};
+}  // namespace multiprocessing::internal
+
 #endif  // MULTIPROCESSING_SHAREDCTYPES_SHAREDCTYPES_H_

@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 
+#include "process/context.h"
 #include "process/process.h"
 #include "reduction/registry.h"
 #include "synchronize/internal/futex.h"
@@ -49,25 +50,35 @@ std::string CurrentProcessName() { return current_process().name(); }
   return true;
 }();
 
+// A new semaphore, marked when a "fork" context's factory makes it.
+std::shared_ptr<SemLock> NewSemLock(SemLock::Kind kind, int value,
+                                    int maxvalue) {
+  std::shared_ptr<SemLock> sem = SemLock::Create(kind, value, maxvalue);
+  if (multiprocessing::internal::CreatingStartMethod() == "fork") {
+    sem->set_fork_context();
+  }
+  return sem;
+}
+
 }  // namespace
 
 // ---- Lock, RLock, Semaphore, BoundedSemaphore
 
-Lock::Lock() : sem_(SemLock::Create(SemLock::Kind::kSemaphore, 1, 1)) {}
+Lock::Lock() : sem_(NewSemLock(SemLock::Kind::kSemaphore, 1, 1)) {}
 
-RLock::RLock() : sem_(SemLock::Create(SemLock::Kind::kRecursiveMutex, 1, 1)) {}
+RLock::RLock() : sem_(NewSemLock(SemLock::Kind::kRecursiveMutex, 1, 1)) {}
 
 Semaphore::Semaphore(int value)
-    : sem_(SemLock::Create(SemLock::Kind::kSemaphore, value,
-                           SemLock::kSemValueMax)) {}
+    : sem_(NewSemLock(SemLock::Kind::kSemaphore, value,
+                      SemLock::kSemValueMax)) {}
 
 std::string Semaphore::repr() const {
   return "<Semaphore(value=" + std::to_string(sem_->GetValue()) + ")>";
 }
 
 BoundedSemaphore::BoundedSemaphore(int value)
-    : Semaphore(SemLock::Create(SemLock::Kind::kSemaphore, value,
-                                value < 1 ? 1 : value)) {}
+    : Semaphore(NewSemLock(SemLock::Kind::kSemaphore, value,
+                           value < 1 ? 1 : value)) {}
 
 std::string BoundedSemaphore::repr() const {
   return "<BoundedSemaphore(value=" + std::to_string(sem_->GetValue()) +
@@ -199,7 +210,9 @@ struct Event::State {
   std::atomic<uint32_t> sleepers;
 };
 
-Event::Event() : Event(SharedBlock::Allocate(sizeof(State))) {}
+Event::Event() : Event(SharedBlock::Allocate(sizeof(State))) {
+  fork_context_ = multiprocessing::internal::CreatingStartMethod() == "fork";
+}
 
 Event::Event(std::shared_ptr<SharedBlock> block)
     : block_(std::move(block)), state_(static_cast<State*>(block_->data())) {
@@ -259,13 +272,13 @@ struct Barrier::State {
 };
 
 Barrier::Barrier(int parties, Action action, Timeout timeout)
-    : Barrier(parties, action, timeout, Condition(),
+    : Barrier(parties, std::move(action), timeout, Condition(),
               SharedBlock::Allocate(sizeof(State))) {}
 
 Barrier::Barrier(int parties, Action action, Timeout timeout, Condition cond,
                  std::shared_ptr<SharedBlock> block)
     : parties_(parties),
-      action_(action),
+      action_(std::move(action)),
       timeout_(timeout),
       cond_(std::move(cond)),
       block_(std::move(block)),
@@ -312,7 +325,7 @@ void Barrier::Enter() {
 
 void Barrier::Release() {
   try {
-    if (action_ != nullptr) action_();
+    if (action_) action_();
     state_->state.store(1);
     cond_.notify_all();
   } catch (...) {
@@ -390,7 +403,18 @@ std::string Barrier::repr() const {
 
 namespace multiprocessing::internal {
 
+void CheckSharedWithForkOnly(bool fork_context) {
+  if (!fork_context || SpawningStartMethod().empty()) return;
+  throw RuntimeError(
+      "an object made by a fork context (its lock or semaphore) is being "
+      "shared with a process started by the " +
+      SpawningStartMethod() +
+      " method, which is not supported (as in CPython); make the objects "
+      "and the Process with the same context");
+}
+
 void SaveSemLock(reduction::Writer& w, const SemLock& sem) {
+  CheckSharedWithForkOnly(sem.fork_context());
   // By name and by descriptor: the receiver maps the descriptor, so it does
   // not depend on the name surviving until it runs.
   int fd = sem.DupFd();
@@ -481,6 +505,8 @@ synchronize::Condition Pickler<synchronize::Condition>::Load(Reader& r) {
 }
 
 void Pickler<synchronize::Event>::Save(Writer& w, const synchronize::Event& e) {
+  multiprocessing::internal::CheckSharedWithForkOnly(
+      SyncAccess::EventForkContext(e));
   SaveBlock(w, *SyncAccess::EventBlock(e));
 }
 
@@ -492,8 +518,18 @@ void Pickler<synchronize::Barrier>::Save(Writer& w,
                                          const synchronize::Barrier& b) {
   w.begin_tuple();
   w.write_int(b.parties());
-  if (b.action() != nullptr) {
-    w.write_str(RequireFunction(b.action()).name);
+  if (b.action()) {
+    const void* address = SyncAccess::BarrierActionAddress(b);
+    if (address == nullptr) {
+      throw PicklingError(
+          "the Barrier's action is not a plain function, so it cannot be "
+          "pickled for a spawn or forkserver child; pass a function "
+          "registered with MP_REGISTER_FUNCTION, or use the fork start "
+          "method");
+    }
+    const RegisteredFunction* f = FindFunction(address);
+    if (f == nullptr) reduction::internal::FunctionNotRegistered(address);
+    w.write_str(f->name);
   } else {
     w.write_none();
   }
@@ -509,7 +545,8 @@ void Pickler<synchronize::Barrier>::Save(Writer& w,
 
 synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
   int parties = 0;
-  synchronize::Barrier::Action action = nullptr;
+  synchronize::Barrier::Action action;
+  const void* action_address = nullptr;
   synchronize::Timeout timeout;
   std::optional<synchronize::Condition> cond;
   std::shared_ptr<multiprocessing::internal::SharedBlock> block;
@@ -531,8 +568,12 @@ synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
                 throw UnpicklingError("Barrier action '" + name +
                                       "' is not registered in this program");
               }
-              action = reinterpret_cast<synchronize::Barrier::Action>(
-                  const_cast<void*>(f->address));
+              // Through the registry's pickled call, which knows the
+              // function's real type (its result may be any value).
+              action = [f] {
+                f->call_pickled(dumps(std::tuple<>()), nullptr, nullptr);
+              };
+              action_address = f->address;
             }
             break;
           case 2:
@@ -556,8 +597,8 @@ synchronize::Barrier Pickler<synchronize::Barrier>::Load(Reader& r) {
   if (!cond || !block) {
     throw TypeError("a pickled Barrier needs its condition and state");
   }
-  return SyncAccess::MakeBarrier(parties, action, timeout, std::move(*cond),
-                                 std::move(block));
+  return SyncAccess::MakeBarrier(parties, std::move(action), action_address,
+                                 timeout, std::move(*cond), std::move(block));
 }
 
 }  // namespace multiprocessing::reduction

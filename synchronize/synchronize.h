@@ -41,6 +41,7 @@
 #include <chrono>
 #include <climits>
 #include <concepts>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -50,6 +51,7 @@
 
 #include "errors/errors.h"
 #include "reduction/pickle.h"
+#include "reduction/registry.h"
 #include "synchronize/internal/semlock.h"
 
 namespace multiprocessing {
@@ -245,18 +247,31 @@ class Event {
   explicit Event(std::shared_ptr<multiprocessing::internal::SharedBlock> block);
   std::shared_ptr<multiprocessing::internal::SharedBlock> block_;
   State* state_;
+  bool fork_context_ = false;  // as SemLock::fork_context()
 };
 
 // A barrier for a fixed number of parties, as threading.Barrier. The action
-// runs in one of the waiting processes when all parties have arrived; to
-// cross a spawn or forkserver boundary it must be a function registered
-// with MP_REGISTER_FUNCTION.
+// runs in one of the waiting processes (the last to arrive) when all parties
+// have arrived. Any callable taking no arguments works in processes started
+// by fork; to cross a spawn or forkserver boundary it must be a function
+// registered with MP_REGISTER_FUNCTION (anything else is a PicklingError
+// when the barrier is pickled for such a child).
 class Barrier {
  public:
-  using Action = void (*)();
+  // Its result, if any, is ignored.
+  using Action = std::function<void()>;
   // ValueError unless parties >= 1.
   explicit Barrier(int parties, Action action = nullptr,
                    Timeout timeout = std::nullopt);
+  // A plain function: it travels to spawn and forkserver children by its
+  // registered name.
+  template <class R>
+  Barrier(int parties, R (*action)(), Timeout timeout = std::nullopt)
+      : Barrier(parties, action ? Action(action) : Action(), timeout) {
+    if (action != nullptr) {
+      action_address_ = reduction::internal::FunctionAddress(action);
+    }
+  }
   // Waits until all parties arrived; returns this party's index (0 ..
   // parties-1, distinct per party). BrokenBarrierError when the barrier is
   // broken, reset or aborted while waiting, or `timeout` (else the
@@ -269,7 +284,7 @@ class Barrier {
   int parties() const { return parties_; }
   int n_waiting() const;
   bool broken() const;
-  Action action() const { return action_; }
+  const Action& action() const { return action_; }
   Timeout timeout() const { return timeout_; }
   // "<multiprocessing.synchronize.Barrier at 0x...: waiters=0/2>".
   std::string repr() const;
@@ -287,6 +302,9 @@ class Barrier {
 
   int parties_;
   Action action_;
+  // The function pointer behind action_, when it is one (for pickling it by
+  // its registered name); null for other callables.
+  const void* action_address_ = nullptr;
   Timeout timeout_;
   Condition cond_;
   std::shared_ptr<multiprocessing::internal::SharedBlock> block_;
@@ -371,6 +389,9 @@ struct SyncAccess {
       const synchronize::Event& e) {
     return e.block_;
   }
+  static bool EventForkContext(const synchronize::Event& e) {
+    return e.fork_context_;
+  }
   static synchronize::Event MakeEvent(std::shared_ptr<SharedBlock> b) {
     return synchronize::Event(std::move(b));
   }
@@ -382,15 +403,25 @@ struct SyncAccess {
       const synchronize::Barrier& b) {
     return b.block_;
   }
+  static const void* BarrierActionAddress(const synchronize::Barrier& b) {
+    return b.action_address_;
+  }
   static synchronize::Barrier MakeBarrier(int parties,
                                           synchronize::Barrier::Action action,
+                                          const void* action_address,
                                           synchronize::Timeout timeout,
                                           synchronize::Condition cond,
                                           std::shared_ptr<SharedBlock> b) {
-    return synchronize::Barrier(parties, action, timeout, std::move(cond),
-                                std::move(b));
+    synchronize::Barrier barrier(parties, std::move(action), timeout,
+                                 std::move(cond), std::move(b));
+    barrier.action_address_ = action_address;
+    return barrier;
   }
 };
+
+// Throws RuntimeError when an object made by a "fork" context is pickled
+// for a spawn or forkserver child, as CPython does.
+void CheckSharedWithForkOnly(bool fork_context);
 
 // Pickling pieces shared with sharedctypes: a semaphore travels as (name,
 // kind, maxvalue); a shared block as (descriptor index, offset, size) with
@@ -449,5 +480,28 @@ struct Pickler<synchronize::Barrier> {
   static synchronize::Barrier Load(Reader& r);
 };
 }  // namespace multiprocessing::reduction
+
+namespace multiprocessing::internal {
+// ctx.Lock(), ctx.RLock(), ... (process/context.h).
+struct ContextSynchronize {
+  static synchronize::Lock Lock() { return synchronize::Lock(); }
+  static synchronize::RLock RLock() { return synchronize::RLock(); }
+  static synchronize::Semaphore Semaphore(int value) {
+    return synchronize::Semaphore(value);
+  }
+  static synchronize::BoundedSemaphore BoundedSemaphore(int value) {
+    return synchronize::BoundedSemaphore(value);
+  }
+  template <class... L>
+  static synchronize::Condition Condition(L&&... lock) {
+    return synchronize::Condition(std::forward<L>(lock)...);
+  }
+  static synchronize::Event Event() { return synchronize::Event(); }
+  template <class... A>
+  static synchronize::Barrier Barrier(A&&... args) {
+    return synchronize::Barrier(std::forward<A>(args)...);
+  }
+};
+}  // namespace multiprocessing::internal
 
 #endif  // MULTIPROCESSING_SYNCHRONIZE_SYNCHRONIZE_H_

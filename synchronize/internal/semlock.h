@@ -161,6 +161,10 @@ class SemLock {
   Kind kind() const { return kind_; }
   int maxvalue() const { return maxvalue_; }
   const std::string& name() const { return name_; }
+  // Made by a "fork" context's factory (ctx.Lock(), ...): CPython shares
+  // such a semaphore with fork children only, and so does this library.
+  bool fork_context() const { return fork_context_; }
+  void set_fork_context() { fork_context_ = true; }
 
   // Python's reprs.
   std::string LockRepr() const;   // <Lock(owner=...)>
@@ -323,6 +327,7 @@ class SemLock {
   // one of this process's threads. (A thread id alone could match a thread
   // of another PID namespace that opened the name.)
   bool biased_here_ = false;
+  bool fork_context_ = false;
   // >= 0 when the semaphore was mapped from a received descriptor (kept for
   // sending it on); then sem_ is our mapping, not sem_open's.
   const int mapped_fd_;
