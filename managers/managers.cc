@@ -295,15 +295,14 @@ BaseManager& BaseManager::operator=(BaseManager&& other) noexcept {
 
 void BaseManager::register_(const std::string& type_id, Callable callable,
                             RegisterOptions options) {
-  state_->registry[type_id] =
-      TypeRegistration{type_id, std::move(callable), std::move(options)};
+  state_->registry[type_id] = TypeRegistration{type_id, std::move(callable),
+                                               std::move(options), nullptr};
 }
 
 void BaseManager::register_server_function(const std::string& name,
                                            ServerFunction fn) {
-  TypeRegistration& r = state_->registry[name];
-  r = TypeRegistration{name, nullptr, {.create_method = false}};
-  r.server_function = std::move(fn);
+  state_->registry[name] =
+      TypeRegistration{name, nullptr, {.create_method = false}, std::move(fn)};
 }
 
 const std::string& BaseManager::authkey() const { return state_->authkey; }

@@ -314,6 +314,7 @@ TEST_P(StartMethods, PoolLivesInTheServer) {
   EXPECT_THROW(failed.get(kDeadline), mp::ValueError);
   EXPECT_FALSE(failed.successful());
   EXPECT_THROW(pool.apply(UnregisteredBarrierAction), mp::PicklingError);
+  EXPECT_EQ(pool.apply<int>(std::function<int(int, int)>(PoolAdd), 1, 1), 2);
   // The workers are neither this process nor the server.
   auto pids = pool.map<int>(PoolWorkerPid, Range(4));
   for (int pid : pids) EXPECT_NE(pid, ::getpid());

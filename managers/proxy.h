@@ -30,6 +30,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -641,6 +642,13 @@ namespace internal {
 reduction::Object FunctionReference(const void* address);
 [[noreturn]] void CallableNotSendable(const char* what);
 
+// The plain function a std::function holds; null for anything else.
+template <class R, class... A>
+const void* FunctionHeld(const std::function<R(A...)>& f) {
+  auto* const* fn = f.template target<R (*)(A...)>();
+  return fn ? reinterpret_cast<const void*>(*fn) : nullptr;
+}
+
 template <class F>
 reduction::Object FunctionReference(const F& f) {
   using D = std::decay_t<F>;
@@ -654,11 +662,10 @@ reduction::Object FunctionReference(const F& f) {
   } else if constexpr (requires { requires std::is_pointer_v<decltype(+f)>; }) {
     // A lambda without captures: the function it converts to.
     return FunctionReference(reinterpret_cast<const void*>(+f));
-  } else if constexpr (requires { f.template target<void (*)()>(); }) {
+  } else if constexpr (requires { FunctionHeld(f); }) {
     // A std::function: only one holding a plain function can travel.
     if (!f) return reduction::Object();
-    if (auto* const* fn = f.template target<void (*)()>())
-      return FunctionReference(reinterpret_cast<const void*>(*fn));
+    if (const void* fn = FunctionHeld(f)) return FunctionReference(fn);
     CallableNotSendable("a std::function holding a lambda or functor");
   } else {
     CallableNotSendable("a lambda with captures or a functor");
