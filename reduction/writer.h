@@ -143,6 +143,10 @@ class Writer {
   // values).
   void reserve(size_t n) { room(n); }
 
+  // For Pickler<Object>: per-dump state (memo of shared sub-objects, recursion
+  // depth).
+  internal::WriterState& state();
+
  private:
   friend struct internal::WriterState;
   void put(uint8_t b) {
@@ -178,13 +182,6 @@ class Writer {
   int protocol_;
   OutOfBand* oob_;
   uint32_t memo_count_ = 0;
-
- public:
-  // For Pickler<Object>: per-dump state (memo of shared sub-objects, recursion
-  // depth).
-  internal::WriterState& state();
-
- private:
   std::unique_ptr<internal::WriterState> state_;
 };
 
