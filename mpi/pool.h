@@ -6,8 +6,6 @@
 // their pickles: a function registered with MP_REGISTER_FUNCTION for a spawn
 // pool runs unchanged here.
 //
-// clang-format off
-//
 //   int square(int x) { return x * x; }
 //   MP_REGISTER_FUNCTION(square);
 //
@@ -16,8 +14,6 @@
 //     multiprocessing::mpi::Pool pool({.processes = 4});
 //     std::vector<int> squares = pool.map(square, std::vector{1, 2, 3});
 //   }
-//
-// clang-format on
 //
 // Two ways to start, as mpi4py.futures offers:
 //  - dynamic: `./prog` (an MPI singleton) or `mpirun -n 1 prog`: the Pool
